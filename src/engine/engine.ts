@@ -1,0 +1,176 @@
+// The engine serialises commands: load state -> decide -> stage -> answer once durable.
+// One engine per data directory; the host process owns it and everyone else asks the host.
+import { type Config, DEFAULT_CONFIG } from '../domain/config.ts';
+import { type Command, decide, jobsNamedBy } from '../domain/decide.ts';
+import { JOB_STATES, type JobState, type JobView } from '../domain/types.ts';
+import { QueuectlError } from '../errors.ts';
+import type { StoredEvent } from '../events.ts';
+import { type AnyLevel, LogStore } from '../log/store.ts';
+import { PROJECTIONS } from '../../projections/index.ts';
+import type { DlqEntry } from '../../projections/dlq.ts';
+import { type Counts, emptyCounts, orderKey, stateKey } from '../../projections/states.ts';
+import type { WorkerView } from '../../projections/workers.ts';
+import { RunnableQueue } from './runnable-queue.ts';
+
+export interface EngineOptions {
+  clock?: () => number;
+  sync?: boolean;
+}
+
+export interface Claim {
+  job: JobView;
+  attempt: number;
+  leaseUntil: number;
+}
+
+export class Engine {
+  readonly store: LogStore;
+  readonly clock: () => number;
+  private tail: Promise<unknown> = Promise.resolve();
+  private runnable: RunnableQueue | null = null;
+  private configCache: Config | null = null;
+
+  private constructor(store: LogStore, clock: () => number) {
+    this.store = store;
+    this.clock = clock;
+  }
+
+  static async open(db: AnyLevel, options: EngineOptions = {}): Promise<Engine> {
+    const store = await LogStore.open(db, { projections: PROJECTIONS, sync: options.sync ?? true });
+    return new Engine(store, options.clock ?? Date.now);
+  }
+
+  /** Run `fn` after every command before it has been decided and staged. */
+  private serial<T>(fn: () => Promise<T>): Promise<T> {
+    const run = this.tail.then(fn);
+    this.tail = run.catch(() => {});
+    return run;
+  }
+
+  /** Decide and stage a command; resolves with its events once they are durable. */
+  async execute(command: Command): Promise<StoredEvent[]> {
+    const durable = await this.serial(() => this.decideAndStage(command));
+    await durable.durable;
+    return durable.events;
+  }
+
+  private async decideAndStage(command: Command): Promise<{ events: StoredEvent[]; durable: Promise<void> }> {
+    const now = this.clock();
+    const ids = jobsNamedBy(command);
+    const views = await this.store.getManyThrough<JobView>('jobs', ids);
+    const jobs = new Map(ids.map((id, i) => [id, views[i]]));
+    const data = decide(command, { jobs, config: await this.config() }, now);
+    const staged = await this.store.stage(data, now);
+    for (const e of staged.events) this.follow(e);
+    return staged;
+  }
+
+  /** Keep the in-memory mirrors (runnable queue, config) in step with what was staged. */
+  private follow(e: StoredEvent): void {
+    this.runnable?.apply(e);
+    if (e.type === 'ConfigSet' && this.configCache) this.configCache = { ...this.configCache, [e.key]: e.value };
+  }
+
+  /** Claim the next runnable job for a worker, or null when nothing is due. */
+  async claimNext(workerId: string, leaseMs?: number): Promise<Claim | null> {
+    const staged = await this.serial(async () => {
+      const queue = await this.runnableQueue();
+      const id = queue.next(this.clock());
+      if (id === null) return null;
+      const lease = leaseMs ?? (await this.config()).lease_seconds * 1000;
+      return this.decideAndStage({ type: 'claim', jobId: id, workerId, leaseMs: lease });
+    });
+    if (!staged) return null;
+    await staged.durable;
+    const claimed = staged.events[0];
+    if (claimed?.type !== 'JobClaimed') throw new Error('claim produced no JobClaimed event');
+    const job = await this.store.sublevel('jobs').get(claimed.jobId);
+    return { job, attempt: claimed.attempt, leaseUntil: claimed.leaseUntil };
+  }
+
+  /** The earliest time a queued job becomes due, or null when none is queued. */
+  nextDueAt(): Promise<number | null> {
+    return this.serial(async () => (await this.runnableQueue()).nextDueAt());
+  }
+
+  /** Loaded once, inside serial(), after the staged writes are durable so none is missed. */
+  private async runnableQueue(): Promise<RunnableQueue> {
+    if (this.runnable) return this.runnable;
+    await this.store.drain();
+    const queue = new RunnableQueue();
+    const entries = this.store.sublevel('runnable').iterator({ gte: 'j:', lt: 'j;' });
+    for await (const [key, entry] of entries) {
+      const id = key.slice(2);
+      const { priority, pos } = entry as { priority: number; pos: number };
+      if (entry.key === '') queue.add(id, priority, 0, pos), queue.remove(id);
+      else queue.add(id, priority, Number.parseInt(String(entry.key).split(':')[2] ?? '0', 16), pos);
+    }
+    this.runnable = queue;
+    return queue;
+  }
+
+  /** The configuration in force, including changes not yet durable. */
+  getConfig(): Promise<Config> {
+    return this.serial(() => this.config());
+  }
+
+  private async config(): Promise<Config> {
+    if (this.configCache) return this.configCache;
+    await this.store.drain();
+    const stored = await this.store.sublevel('config').iterator().all();
+    const config = { ...DEFAULT_CONFIG };
+    for (const [k, v] of stored) if (Object.hasOwn(config, k)) (config as Record<string, number>)[k] = v;
+    this.configCache = config;
+    return config;
+  }
+
+  // ---- queries: durable state only -----------------------------------------------------------
+
+  getJob(id: string): Promise<JobView | undefined> {
+    return this.store.sublevel('jobs').get(id);
+  }
+
+  async requireJob(id: string): Promise<JobView> {
+    const job = await this.getJob(id);
+    if (!job) throw new QueuectlError('QUEUECTL_UNKNOWN_JOB', `no job with id '${id}'; see \`queuectl list\``);
+    return job;
+  }
+
+  /** Jobs newest first, optionally in one state. */
+  async listJobs(options: { state?: JobState; limit?: number } = {}): Promise<JobView[]> {
+    const { state, limit = 50 } = options;
+    const states = this.store.sublevel('states');
+    const range = state ? { gte: stateKey(state, 0), lt: `s:${state};` } : { gte: orderKey(0), lt: 'a;' };
+    const ids = (await states.values({ ...range, reverse: true, limit }).all()) as string[];
+    const jobs = (await this.store.sublevel('jobs').getMany(ids)) as (JobView | undefined)[];
+    return jobs.filter((j): j is JobView => j !== undefined);
+  }
+
+  /** The oldest job waiting in a state (e.g. the oldest pending). */
+  async oldest(state: JobState): Promise<JobView | undefined> {
+    const [id] = (await this.store.sublevel('states').values({ gte: stateKey(state, 0), lt: `s:${state};`, limit: 1 }).all()) as string[];
+    return id === undefined ? undefined : this.getJob(id);
+  }
+
+  async counts(): Promise<Counts> {
+    return ((await this.store.sublevel('states').get('counts')) as Counts | undefined) ?? emptyCounts();
+  }
+
+  async workers(): Promise<WorkerView[]> {
+    return (await this.store.sublevel('workers').values().all()) as WorkerView[];
+  }
+
+  async dlq(): Promise<DlqEntry[]> {
+    return (await this.store.sublevel('dlq').values({ gte: 'd:', lt: 'd;' }).all()) as DlqEntry[];
+  }
+
+  history(id: string): Promise<StoredEvent[]> {
+    return this.store.readStream(id);
+  }
+
+  close(): Promise<void> {
+    return this.store.close();
+  }
+}
+
+export const isJobState = (s: string): s is JobState => (JOB_STATES as readonly string[]).includes(s);
