@@ -47,6 +47,11 @@ export class Engine {
     return run;
   }
 
+  /** Run `fn` with no command deciding or staging meanwhile (rebuild, verify). */
+  exclusive<T>(fn: () => Promise<T>): Promise<T> {
+    return this.serial(fn);
+  }
+
   /** Decide and stage a command; resolves with its events once they are durable. */
   async execute(command: Command): Promise<StoredEvent[]> {
     const durable = await this.serial(() => this.decideAndStage(command));

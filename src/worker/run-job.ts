@@ -101,9 +101,11 @@ export function runJob(opts: RunJobOptions): RunningJob {
     settled = true;
     clearTimeout(timeoutTimer);
     clearTimeout(drainTimer);
-    // A leftover that closed its output but ignores SIGTERM still gets the pending SIGKILL;
-    // zombies also answer signal 0 when PID 1 does not reap, which is harmless here.
-    if (!signalGroup(0)) clearTimeout(killTimer);
+    // A leftover that closed its output but ignores SIGTERM still gets the pending SIGKILL.
+    // Zombies answer signal 0 too (PID 1 in a container often does not reap them), so the
+    // timer may outlive the job: unref it so it never holds the worker's exit.
+    if (signalGroup(0)) killTimer?.unref();
+    else clearTimeout(killTimer);
     const [out, err] = await Promise.all([stdout, stderr]);
     const base = { timedOut: false, cancelled: false, durationMs: elapsed(start), stdout: out, stderr: err };
     if (pid === undefined) {

@@ -1,0 +1,137 @@
+#!/usr/bin/env node
+// queuectl's command line: parse with cac, then hand over to one file per command group.
+// Command groups are imported lazily so a command loads only what it runs.
+import { cac } from 'cac';
+import { fail, QueuectlError, isQueuectlError } from './errors.ts';
+
+import pkg from '../package.json' with { type: 'json' };
+
+const cli = cac('queuectl');
+cli.option('--home <dir>', 'data directory (default: $QUEUECTL_HOME or ~/.queuectl)');
+cli.option('--json', 'machine-readable JSON on stdout (read commands)');
+
+const run = (load: () => Promise<(...args: never[]) => Promise<void>>) =>
+  async (...args: unknown[]) => {
+    const action = await load();
+    await (action as (...a: unknown[]) => Promise<void>)(...args);
+  };
+
+cli
+  .command('enqueue [job]', 'Add a job: a JSON object or a shell command')
+  .option('--id <id>', 'job id (default: generated, unique and sortable)')
+  .option('--max-retries <n>', 'retries after the first run (default: config max_retries)')
+  .option('--priority <n>', 'lower runs first (default 0); negative values as --priority=-1')
+  .option('--run-at <time>', 'do not start before this ISO 8601 time')
+  .option('--delay <duration>', 'do not start before this long from now (30s, 5m, 2h)')
+  .option('--timeout <duration>', 'end the job after this long (30s, 5m, 2h)')
+  .option('--cwd <dir>', 'working directory (default: the current one)')
+  .option('--file <path>', 'enqueue every job of a JSON object, JSON array or NDJSON file (- for stdin)')
+  .example(`queuectl enqueue 'sleep 3; echo done' --id sleepy`)
+  .example(`queuectl enqueue '{"id":"job1","command":"echo hi","max_retries":2}'`)
+  .example('queuectl enqueue --file jobs.ndjson')
+  .action(run(async () => (await import('./cli/jobs.ts')).enqueue));
+
+cli
+  .command('worker <action>', 'start | stop: run workers in this terminal, or stop every worker')
+  .option('--count <n>', 'concurrent workers in this process', { default: 1 })
+  .option('--detach', 'start in the background; output goes to worker.log in the data directory')
+  .option('--drain', 'exit once nothing is pending, running or waiting for a retry')
+  .option('--force', '(stop) end running jobs at once instead of letting them finish')
+  .example('queuectl worker start --count 4')
+  .example('queuectl worker stop')
+  .action(run(async () => (await import('./cli/worker.ts')).worker));
+
+cli
+  .command('status', 'Counts per state, workers, and the oldest pending job')
+  .action(run(async () => (await import('./cli/jobs.ts')).status));
+
+cli
+  .command('list', 'Jobs, newest first')
+  .option('--state <state>', 'only jobs in this state: pending, processing, completed, failed, dead, cancelled')
+  .option('--limit <n>', 'at most this many jobs', { default: 50 })
+  .action(run(async () => (await import('./cli/jobs.ts')).list));
+
+cli.command('show <id>', 'One job').action(run(async () => (await import('./cli/jobs.ts')).show));
+
+cli
+  .command('logs <id>', 'stdout and stderr of each attempt')
+  .option('--attempt <n>', 'only this attempt')
+  .action(run(async () => (await import('./cli/jobs.ts')).logs));
+
+cli.command('history <id>', "The job's events, replayed from the log").action(run(async () => (await import('./cli/jobs.ts')).history));
+
+cli
+  .command('wait [...ids]', 'Block until the jobs (or all jobs) have ended; exit 1 if any did not complete')
+  .option('--timeout <duration>', 'give up after this long (exit 1)')
+  .action(run(async () => (await import('./cli/jobs.ts')).wait));
+
+cli.command('cancel <id>', 'Cancel a pending, failed or running job').action(run(async () => (await import('./cli/jobs.ts')).cancel));
+
+cli
+  .command('dlq <action> [...ids]', 'list | retry <id>... | retry --all: the dead-letter queue')
+  .option('--all', '(retry) every job in the DLQ')
+  .action(run(async () => (await import('./cli/admin.ts')).dlq));
+
+cli
+  .command('config <action> [key] [value]', 'get [key] | set <key> <value>')
+  .action(run(async () => (await import('./cli/admin.ts')).config));
+
+cli
+  .command('events', 'The raw event log, one event per line')
+  .option('--from <pos>', 'start at this position', { default: 0 })
+  .option('--follow', 'keep printing new events as they are appended')
+  .action(run(async () => (await import('./cli/admin.ts')).events));
+
+cli
+  .command('projections <action>', 'rebuild | verify: recompute the projections from the log')
+  .action(run(async () => (await import('./cli/admin.ts')).projections));
+
+cli.help();
+cli.version(pkg.version);
+
+/** `--priority -1` would read -1 as a flag: join a negative number to the option before it. */
+const joinNegativeValues = (argv: string[]): string[] => {
+  const out: string[] = [];
+  for (let i = 0; i < argv.length; i++) {
+    const arg = argv[i]!;
+    const next = argv[i + 1];
+    if (/^--[a-z-]+$/.test(arg) && next !== undefined && /^-\d+(\.\d+)?$/.test(next)) {
+      out.push(`${arg}=${next}`);
+      i++;
+    } else out.push(arg);
+  }
+  return out;
+};
+
+const main = async (): Promise<void> => {
+  const parsed = cli.parse(joinNegativeValues(process.argv), { run: false });
+  if (!cli.matchedCommand) {
+    if (parsed.options.help || parsed.options.version) return;
+    cli.outputHelp();
+    if (cli.args[0] !== undefined) fail('QUEUECTL_UNKNOWN_COMMAND', `unknown command '${cli.args[0]}'; see the list above`);
+    process.exitCode = 2;
+    return;
+  }
+  await cli.runMatchedCommand();
+};
+
+const report = (e: unknown): void => {
+  if (process.env.QUEUECTL_DEBUG === '1') console.error(e);
+  if (isQueuectlError(e)) {
+    process.stderr.write(`queuectl: ${e.message}\n`);
+    process.exitCode = e instanceof QueuectlError ? e.exitCode : 1;
+  } else if ((e as Error)?.name === 'CACError') {
+    const message = (e as Error).message.replace(/`/g, "'").replace(/^Unknown option '-(\d[\d.]*)'$/, "negative number '-$1' where none is allowed");
+    process.stderr.write(`queuectl: ${message.charAt(0).toLowerCase()}${message.slice(1)}; see \`queuectl ${cli.matchedCommandName ?? ''} --help\`\n`.replace(' ` ', ' `'));
+    process.exitCode = 2;
+  } else {
+    process.stderr.write(`queuectl: unexpected error: ${(e as Error)?.message ?? String(e)} (set QUEUECTL_DEBUG=1 for details)\n`);
+    process.exitCode = 1;
+  }
+};
+
+try {
+  await main();
+} catch (e) {
+  report(e);
+}

@@ -1,0 +1,92 @@
+// dlq, config, events, projections.
+import { CONFIG_KEYS, CONFIG_RULES, type Config, isConfigKey } from '../domain/config.ts';
+import { QueuectlError } from '../errors.ts';
+import { colors, type GlobalOptions, invalid, iso, jobJson, parseInteger, printJson, printTable, withQueue } from './context.ts';
+import { describeEvent } from './jobs.ts';
+
+const unknownAction = (group: string, action: string, valid: string): never =>
+  invalid(`unknown action '${group} ${action}'; use ${valid}`);
+
+export const dlq = async (action: string, ids: string[], o: GlobalOptions & { all?: boolean }): Promise<void> => {
+  if (action === 'list') {
+    if (ids.length > 0) invalid(`'dlq list' takes no ids; to retry use: queuectl dlq retry ${ids.join(' ')}`);
+    const [entries, config] = await withQueue(o, (q) => Promise.all([q.call('dlq', {}), q.call('config', {})]));
+    if (o.json) return printJson(entries.filter((e) => e.job).map((e) => ({ ...jobJson(e.job!, config), dead_at: iso(e.at) })));
+    if (entries.length === 0) {
+      process.stdout.write('the DLQ is empty\n');
+      return;
+    }
+    await printTable(
+      ['ID', 'DIED', 'ATTEMPTS', 'LAST ERROR', 'COMMAND'],
+      entries.map((e) => [e.id, iso(e.at), e.job?.attempts ?? e.attempt, e.error, e.job?.command ?? null]),
+    );
+    return;
+  }
+  if (action === 'retry') {
+    if (o.all && ids.length > 0) invalid('give job ids or --all, not both');
+    if (!o.all && ids.length === 0) invalid('name the dead jobs to retry, or use --all: queuectl dlq retry <id>... | --all');
+    const retried = await withQueue(o, (q) => q.call('retry', { ids, all: Boolean(o.all) }));
+    if (o.json) return printJson(retried);
+    process.stdout.write(retried.length === 0 ? 'the DLQ is empty: nothing to retry\n' : `${retried.map((id) => `retrying ${id}`).join('\n')}\n`);
+    return;
+  }
+  unknownAction('dlq', action, "'dlq list' or 'dlq retry <id>... | --all'");
+};
+
+export const config = async (action: string, key: string | undefined, value: string | undefined, o: GlobalOptions): Promise<void> => {
+  const print = (c: Config, keys: readonly (keyof Config)[]) => {
+    if (o.json) return printJson(key === undefined ? c : c[keys[0]!]);
+    for (const k of keys) process.stdout.write(`${k} = ${c[k]}${colors.dim(`  # ${CONFIG_RULES[k].describe}`)}\n`);
+  };
+  if (action === 'get') {
+    if (value !== undefined) invalid("'config get' takes at most one key");
+    if (key !== undefined && !isConfigKey(key)) {
+      throw new QueuectlError('QUEUECTL_UNKNOWN_CONFIG_KEY', `unknown config key '${key}'; valid keys: ${CONFIG_KEYS.join(', ')}`);
+    }
+    const c = await withQueue(o, (q) => q.call('config', {}));
+    return print(c, key === undefined ? CONFIG_KEYS : [key as keyof Config]);
+  }
+  if (action === 'set') {
+    if (key === undefined || value === undefined) invalid('usage: queuectl config set <key> <value>');
+    // validated here too, so a bad value never needs the database
+    const { parseConfigValue } = await import('../domain/config.ts');
+    const parsed = parseConfigValue(key!, value);
+    const c = await withQueue(o, (q) => q.call('configSet', { key: parsed.key, value: String(value) }));
+    return print(c, [parsed.key]);
+  }
+  unknownAction('config', action, "'config get [key]' or 'config set <key> <value>'");
+};
+
+export const events = async (o: GlobalOptions & { from?: unknown; follow?: boolean }): Promise<void> => {
+  let from = parseInteger(o.from ?? 0, '--from', 0);
+  await withQueue(o, async (q) => {
+    for (;;) {
+      const batch = await q.call('events', { from, limit: 1000, waitMs: o.follow ? 10_000 : 0 });
+      for (const e of batch) {
+        process.stdout.write(o.json ? `${JSON.stringify(e)}\n` : `${String(e.pos).padStart(6)}  ${iso(e.at)}  ${e.type.padEnd(15)}  ${'jobId' in e ? `${e.jobId}  ` : ''}${describeEvent(e)}\n`);
+      }
+      if (batch.length > 0) from = batch[batch.length - 1]!.pos + 1;
+      else if (!o.follow) return;
+    }
+  });
+};
+
+export const projections = async (action: string, o: GlobalOptions): Promise<void> => {
+  if (action === 'rebuild') {
+    const r = await withQueue(o, (q) => q.call('rebuild', {}));
+    if (o.json) return printJson(r);
+    process.stdout.write(`rebuilt every projection from ${r.events} events\n`);
+    return;
+  }
+  if (action === 'verify') {
+    const r = await withQueue(o, (q) => q.call('verify', {}));
+    if (o.json) printJson(r);
+    else if (r.differences.length === 0) process.stdout.write(`projections match the log (${r.events} events)\n`);
+    else process.stdout.write(`${r.differences.join('\n')}\n`);
+    if (r.differences.length > 0) {
+      throw new QueuectlError('QUEUECTL_FAILED', `projections differ from the log in ${r.differences.length} place(s); fix with: queuectl projections rebuild`);
+    }
+    return;
+  }
+  unknownAction('projections', action, "'projections rebuild' or 'projections verify'");
+};

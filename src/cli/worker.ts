@@ -1,0 +1,101 @@
+// worker start | stop.
+import { spawn } from 'node:child_process';
+import { closeSync, openSync, readFileSync } from 'node:fs';
+import { isAlive } from '../host/pids.ts';
+import { openQueue } from '../host/connect.ts';
+import { QueuectlError } from '../errors.ts';
+import { WorkerPool } from '../worker/runtime.ts';
+import { type GlobalOptions, home, invalid, parseInteger, withQueue } from './context.ts';
+
+interface WorkerOptions extends GlobalOptions {
+  count?: unknown;
+  detach?: boolean;
+  drain?: boolean;
+  force?: boolean;
+}
+
+const stamp = (): string => new Date().toISOString().slice(11, 19);
+
+const start = async (o: WorkerOptions): Promise<void> => {
+  const count = parseInteger(o.count ?? 1, '--count', 1);
+  const h = home(o);
+  if (o.detach) return detach(o, count);
+  const log = (line: string) => process.stdout.write(`[${stamp()}] ${line}\n`);
+  const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() });
+  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log });
+  let signals = 0;
+  const onSignal = (name: string) => {
+    signals += 1;
+    if (signals === 1) {
+      log(`${name}: stopping; running jobs finish first (send it again to end them now)`);
+      pool.stop();
+    } else {
+      log(`${name} again: ending running jobs`);
+      pool.killRunning();
+    }
+  };
+  process.on('SIGINT', () => onSignal('SIGINT'));
+  process.on('SIGTERM', () => onSignal('SIGTERM'));
+  try {
+    await pool.run();
+  } finally {
+    await queue.close();
+  }
+  log(`worker ${process.pid} stopped`);
+};
+
+/** Start in the background and return once its workers have registered. */
+const detach = async (o: WorkerOptions, count: number): Promise<void> => {
+  const h = home(o);
+  const { prepareHome } = await import('../home.ts');
+  prepareHome(h);
+  const out = openSync(h.workerLog, 'a', 0o600);
+  const args = [...process.execArgv, process.argv[1]!, 'worker', 'start', '--count', String(count), '--home', h.dir, ...(o.drain ? ['--drain'] : [])];
+  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
+  closeSync(out);
+  child.unref();
+  let exited: number | null = null;
+  child.once('exit', (code) => (exited = code ?? 1));
+  const deadline = Date.now() + 20_000;
+  await withQueue(o, async (q) => {
+    for (;;) {
+      const status = await q.call('status', {});
+      if (status.workers.some((w) => w.pid === child.pid)) return;
+      if (exited !== null || Date.now() > deadline) {
+        const tail = readFileSync(h.workerLog, 'utf8').trim().split('\n').slice(-3).join(' | ');
+        throw new QueuectlError('QUEUECTL_FAILED', `the background worker did not start (${tail}); see ${h.workerLog}`);
+      }
+      await new Promise((r) => setTimeout(r, 25));
+    }
+  });
+  if (o.json) process.stdout.write(`${JSON.stringify({ pid: child.pid, log: h.workerLog })}\n`);
+  else process.stdout.write(`${child.pid}\n`);
+};
+
+/** Our worker processes only: a recycled pid must never be signalled. */
+const isWorkerProcess = (pid: number): boolean => {
+  try {
+    return readFileSync(`/proc/${pid}/cmdline`, 'utf8').split('\0').join(' ').includes('worker start');
+  } catch {
+    return false;
+  }
+};
+
+const stop = async (o: WorkerOptions): Promise<void> => {
+  const status = await withQueue(o, (q) => q.call('status', {}));
+  const pids = [...new Set(status.workers.map((w) => w.pid))].filter((pid) => pid !== process.pid && isAlive(pid) && isWorkerProcess(pid));
+  for (const pid of pids) process.kill(pid, 'SIGTERM');
+  if (o.force) {
+    await new Promise((r) => setTimeout(r, 200));
+    for (const pid of pids) if (isAlive(pid)) process.kill(pid, 'SIGTERM'); // the second signal ends running jobs
+  }
+  while (pids.some(isAlive)) await new Promise((r) => setTimeout(r, 50));
+  if (o.json) process.stdout.write(`${JSON.stringify({ stopped: pids })}\n`);
+  else process.stdout.write(pids.length === 0 ? 'no workers running\n' : `stopped ${pids.length} worker process${pids.length === 1 ? '' : 'es'} (${pids.join(', ')})\n`);
+};
+
+export const worker = async (action: string, o: WorkerOptions): Promise<void> => {
+  if (action === 'start') return start(o);
+  if (action === 'stop') return stop(o);
+  invalid(`unknown action 'worker ${action}'; use 'worker start' or 'worker stop'`);
+};

@@ -1,0 +1,226 @@
+// How any queuectl process reaches the queue: ask the host over the socket, or, when no host
+// answers, open the database and become the host itself. When the host dies mid-call, the
+// call is sent again to whoever takes over, but only where that is safe.
+import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { QueuectlError } from '../errors.ts';
+import { type Home, prepareHome, checkOwnership } from '../home.ts';
+import type { Host, Method, Params, Result } from './host.ts';
+import { type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
+import { statSync } from 'node:fs';
+
+export interface ConnectOptions {
+  /** Serve other processes when this one becomes the host (long-running processes: workers). */
+  serve: boolean;
+  /** Called each time this process becomes the host (at start or by taking over). */
+  onHost?: (host: Host) => Promise<void>;
+  /** How long to keep trying to reach or become a host. */
+  patienceMs?: number;
+}
+
+/** Calls whose repetition after a lost answer cannot apply anything twice. */
+const UNSAFE_TO_RESEND = new Set<Method>(['cancel', 'retry', 'configSet', 'rebuild']);
+
+interface Link {
+  call(method: string, params: unknown): Promise<unknown>;
+  close(): Promise<void>;
+  readonly lost: boolean;
+}
+
+const hostLost = (): QueuectlError => new QueuectlError('QUEUECTL_HOST_LOST', 'the queuectl host process went away');
+
+class RemoteLink implements Link {
+  private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
+  private nextId = 1;
+  lost = false;
+  constructor(private readonly socket: Socket) {
+    socket.on('close', () => {
+      this.lost = true;
+      for (const p of this.pending.values()) p.reject(hostLost());
+      this.pending.clear();
+    });
+  }
+
+  static async open(path: string): Promise<RemoteLink> {
+    const socket = netConnect(path);
+    await new Promise<void>((resolve, reject) => {
+      socket.once('connect', resolve);
+      socket.once('error', reject);
+    });
+    socket.on('error', () => {});
+    const link = new RemoteLink(socket);
+    const hello = await new Promise<Hello & Response>((resolve, reject) => {
+      let first = true;
+      readLines(socket, (msg) => {
+        if (first) {
+          first = false;
+          return resolve(msg as Hello & Response);
+        }
+        link.receive(msg as Response);
+      });
+      socket.once('close', () => reject(hostLost()));
+      send(socket, { hello: 'queuectl', protocol: PROTOCOL_VERSION, pid: process.pid } satisfies Hello);
+    });
+    if (hello.error) {
+      socket.destroy();
+      throw new QueuectlError('QUEUECTL_PROTOCOL_MISMATCH', hello.error.message);
+    }
+    socket.unref(); // an idle connection must not keep a finished command alive
+    return link;
+  }
+
+  private receive(res: Response): void {
+    const p = this.pending.get(res.id);
+    if (!p) return;
+    this.pending.delete(res.id);
+    if (this.pending.size === 0) this.socket.unref();
+    if (res.error) p.reject(new QueuectlError(res.error.code as never, res.error.message));
+    else p.resolve(res.result);
+  }
+
+  call(method: string, params: unknown): Promise<unknown> {
+    if (this.lost) return Promise.reject(hostLost());
+    const id = this.nextId++;
+    this.socket.ref();
+    return new Promise((resolve, reject) => {
+      this.pending.set(id, { resolve, reject });
+      send(this.socket, { id, method, params });
+    });
+  }
+
+  async close(): Promise<void> {
+    this.socket.end();
+    this.socket.destroy();
+  }
+}
+
+class LocalLink implements Link {
+  lost = false;
+  constructor(readonly host: Host, private readonly server: Server | null, private readonly socketPath: string) {}
+
+  call(method: string, params: unknown): Promise<unknown> {
+    const handler = this.host.api[method as Method] as (p: unknown) => Promise<unknown>;
+    return handler(params);
+  }
+
+  async close(): Promise<void> {
+    this.host.stop();
+    if (this.server) {
+      await new Promise<void>((resolve) => {
+        this.server!.close(() => resolve());
+        // clients notice the close and one of them takes over
+        (this.server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
+      });
+    }
+    await this.host.engine.close();
+  }
+}
+
+const isLocked = (e: unknown): boolean => {
+  const err = e as { code?: string; cause?: { code?: string } };
+  return err?.code === 'LEVEL_LOCKED' || err?.cause?.code === 'LEVEL_LOCKED';
+};
+
+const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
+
+export class Queue {
+  private link: Link | null = null;
+  private closed = false;
+  constructor(private readonly home: Home, private readonly options: ConnectOptions) {}
+
+  /** This process's Host, while it is the host. */
+  get host(): Host | null {
+    return this.link instanceof LocalLink ? this.link.host : null;
+  }
+
+  async call<M extends Method>(method: M, params: Params<M>): Promise<Result<M>> {
+    for (let attempt = 0; ; attempt++) {
+      const link = await this.establish();
+      try {
+        return (await link.call(method, params)) as Result<M>;
+      } catch (e) {
+        if (!(e instanceof QueuectlError && e.code === 'QUEUECTL_HOST_LOST') || this.closed) throw e;
+        if (UNSAFE_TO_RESEND.has(method) || attempt >= 5) {
+          throw new QueuectlError(
+            'QUEUECTL_HOST_LOST',
+            `the queuectl host went away before answering '${method}': it may or may not have been applied; check with \`queuectl show <id>\` or \`queuectl config get\` before trying again`,
+          );
+        }
+        if (method === 'enqueue') (params as { resent?: boolean }).resent = true;
+      }
+    }
+  }
+
+  private establishing: Promise<Link> | null = null;
+
+  /** Reach the current host, or become it; concurrent calls share one attempt (never open the database twice). */
+  private establish(): Promise<Link> {
+    if (this.link && !this.link.lost) return Promise.resolve(this.link);
+    this.establishing ??= this.reach().finally(() => (this.establishing = null));
+    return this.establishing;
+  }
+
+  private async reach(): Promise<Link> {
+    this.link = null;
+    const deadline = Date.now() + (this.options.patienceMs ?? 15_000);
+    prepareHome(this.home);
+    for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
+      const sock = statSync(this.home.socket, { throwIfNoEntry: false });
+      if (sock) {
+        checkOwnership(this.home.socket, sock, 'socket');
+        try {
+          this.link = await RemoteLink.open(this.home.socket);
+          return this.link;
+        } catch (e) {
+          if (e instanceof QueuectlError && e.code === 'QUEUECTL_PROTOCOL_MISMATCH') throw e;
+        }
+      }
+      try {
+        this.link = await this.becomeHost();
+        return this.link;
+      } catch (e) {
+        if (!isLocked(e)) throw e;
+      }
+      if (Date.now() > deadline) {
+        throw new QueuectlError('QUEUECTL_BUSY', `another queuectl process holds ${this.home.dir} but does not answer on its socket; if none is running, remove ${this.home.socket}`);
+      }
+      await sleep(delay);
+    }
+  }
+
+  private async becomeHost(): Promise<LocalLink> {
+    // Loaded only here: a client never pays for LevelDB and the engine at start-up.
+    const [{ ClassicLevel }, { Engine }, { Host }] = await Promise.all([
+      import('classic-level'),
+      import('../engine/engine.ts'),
+      import('./host.ts'),
+    ]);
+    const db = new ClassicLevel<string, unknown>(this.home.db);
+    try {
+      await db.open();
+    } catch (e) {
+      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
+      if (cause?.code === 'LEVEL_LOCKED') throw cause;
+      throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${this.home.db}: ${cause?.message ?? (e as Error).message}`);
+    }
+    let engine;
+    try {
+      engine = await Engine.open(db as never);
+    } catch (e) {
+      await db.close();
+      throw e;
+    }
+    const host = new Host(engine);
+    const server = this.options.serve ? await (await import('./server.ts')).serve(host, this.home.socket) : null;
+    const link = new LocalLink(host, server, this.home.socket);
+    await this.options.onHost?.(host);
+    return link;
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.link?.close();
+    this.link = null;
+  }
+}
+
+export const openQueue = (home: Home, options: ConnectOptions = { serve: false }): Queue => new Queue(home, options);

@@ -1,0 +1,296 @@
+// The host: the one process that owns the data directory's engine. It answers every API call,
+// local or from a client over the socket, and keeps what is not in the log: which workers are
+// alive, the leases their heartbeats extend, and the claim requests waiting for work.
+import type { AttemptResult } from '../domain/decide.ts';
+import type { Config } from '../domain/config.ts';
+import type { JobSpec } from '../domain/job-spec.ts';
+import { FINAL_STATES, type JobState, type JobView } from '../domain/types.ts';
+import type { Claim, Engine } from '../engine/engine.ts';
+import { isJobState } from '../engine/engine.ts';
+import { QueuectlError, isQueuectlError } from '../errors.ts';
+import type { StoredEvent } from '../events.ts';
+import { JOB_STATES } from '../domain/types.ts';
+import { isAlive } from './pids.ts';
+
+export interface RunningAttempt { jobId: string; attempt: number }
+
+export interface StatusView {
+  jobs: Record<JobState, number>;
+  workers: { id: string; pid: number; slots: number; running: string[]; since: string; processed: number }[];
+  oldest_pending: { id: string; age_seconds: number } | null;
+  runs: { total: number; succeeded: number; failed: number; average_seconds: number | null; max_seconds: number | null };
+}
+
+interface Lease { workerId: string; attempt: number; deadline: number; claimedAt: number }
+
+const wait = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
+
+
+export class Host {
+  readonly engine: Engine;
+  private readonly leases = new Map<string, Lease>();
+  private readonly wakers = new Set<() => void>();
+  private leaseTimer: NodeJS.Timeout | null = null;
+
+  constructor(engine: Engine) {
+    this.engine = engine;
+    // Any durable change may make a job runnable or finish one someone waits for.
+    engine.store.subscribe((events) => {
+      for (const e of events) {
+        if (e.type === 'JobClaimed') this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });
+        else if ('jobId' in e && e.type !== 'JobEnqueued') this.leases.delete(e.jobId);
+      }
+      this.wake();
+    });
+  }
+
+  private wake(): void {
+    const wakers = [...this.wakers];
+    this.wakers.clear();
+    for (const w of wakers) w();
+  }
+
+  /** Resolve after the next durable change, or after `ms`. */
+  private changeOrTimeout(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.wakers.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, Math.max(0, ms));
+      this.wakers.add(done);
+    });
+  }
+
+  // ---- leases ----------------------------------------------------------------------------
+
+  /**
+   * Worker hosts watch leases: a processing job whose worker stopped heartbeating, or whose
+   * process is gone, becomes JobLeaseExpired and goes through the retry policy.
+   */
+  async startLeaseManager(): Promise<void> {
+    const config = await this.engine.getConfig();
+    const now = this.engine.clock();
+    const workers = await this.engine.workers();
+    const livePids = new Map(workers.map((w) => [w.id, isAlive(w.pid)]));
+    // Leases are not in the log: a new host gives every running job a fresh lease, except
+    // those whose worker process is known to be gone, which expire at once.
+    for (const job of await this.engine.listJobs({ state: 'processing', limit: 1_000_000 })) {
+      if (job.workerId === null) continue;
+      const alive = livePids.get(job.workerId) ?? false;
+      this.leases.set(job.id, { workerId: job.workerId, attempt: job.totalAttempts, deadline: alive ? now + config.lease_seconds * 1000 : now, claimedAt: now });
+    }
+    for (const w of workers) {
+      if (!livePids.get(w.id)) await this.engine.execute({ type: 'workerStop', workerId: w.id, reason: 'process gone' }).catch(() => {});
+    }
+    const tick = async () => {
+      await this.expireLeases().catch(() => {});
+      this.leaseTimer = setTimeout(tick, 1000);
+      this.leaseTimer.unref();
+    };
+    await tick();
+  }
+
+  private async expireLeases(): Promise<void> {
+    const now = this.engine.clock();
+    if (this.leases.size > 0) {
+      // A worker whose process is gone loses its jobs now, not when the lease runs out.
+      const pids = new Map((await this.engine.workers()).map((w) => [w.id, w.pid]));
+      for (const lease of this.leases.values()) {
+        const pid = pids.get(lease.workerId);
+        if (pid === undefined ? now - lease.claimedAt > 5000 : !isAlive(pid)) lease.deadline = 0;
+      }
+    }
+    for (const [jobId, lease] of [...this.leases]) {
+      if (lease.deadline > now) continue;
+      this.leases.delete(jobId);
+      await this.engine
+        .execute({ type: 'expireLease', jobId, attempt: lease.attempt, reason: 'worker lost' })
+        .catch((e) => { if (!isQueuectlError(e)) throw e; });
+    }
+  }
+
+  /** A worker's process has gone (its connection closed and its pid is dead): its jobs are lost now. */
+  async workerGone(workerId: string, pid: number): Promise<void> {
+    for (let i = 0; i < 30 && isAlive(pid); i++) await wait(100);
+    if (isAlive(pid)) return; // still running: it may reconnect; its leases decide
+    for (const lease of this.leases.values()) if (lease.workerId === workerId) lease.deadline = 0;
+    await this.engine.execute({ type: 'workerStop', workerId, reason: 'process gone' }).catch(() => {});
+    await this.expireLeases();
+  }
+
+  stop(): void {
+    if (this.leaseTimer) clearTimeout(this.leaseTimer);
+    this.wake();
+  }
+
+  // ---- the API: every method takes JSON-safe params and returns JSON-safe results ----------
+
+  readonly api = {
+    enqueue: async (p: { jobs: JobSpec[]; resent?: boolean }): Promise<string[]> => {
+      try {
+        await this.engine.execute({ type: 'enqueue', jobs: p.jobs });
+      } catch (e) {
+        // A resent enqueue (its first answer was lost with a host) that already landed is a success.
+        if (!(p.resent && isQueuectlError(e) && e.code === 'QUEUECTL_DUPLICATE_ID' && (await this.alreadyEnqueued(p.jobs)))) throw e;
+      }
+      return p.jobs.map((j) => j.id);
+    },
+
+    /** Long poll: the next runnable job, waiting up to `waitMs` for one to become due. */
+    claim: async (p: { workerId: string; waitMs: number }): Promise<(Claim & { outputLimit: number }) | null> => {
+      const until = Date.now() + p.waitMs;
+      for (;;) {
+        const claim = await this.engine.claimNext(p.workerId);
+        if (claim) return { ...claim, outputLimit: (await this.engine.getConfig()).output_limit };
+        const left = until - Date.now();
+        if (left <= 0) return null;
+        const due = await this.engine.nextDueAt();
+        await this.changeOrTimeout(Math.min(left, due === null ? left : due - this.engine.clock() + 1));
+      }
+    },
+
+    report: async (p: { jobId: string; workerId: string; attempt: number; result: AttemptResult }): Promise<{ events: StoredEvent[] }> => {
+      const events = await this.engine.execute({ type: 'report', ...p });
+      return { events };
+    },
+
+    /** Extends the worker's leases; answers which of its attempts are no longer current (to kill). */
+    heartbeat: async (p: { workerId: string; running: RunningAttempt[] }): Promise<{ drop: string[] }> => {
+      const config = await this.engine.getConfig();
+      const now = this.engine.clock();
+      const drop: string[] = [];
+      const reported = new Set(p.running.map((r) => r.jobId));
+      for (const r of p.running) {
+        const lease = this.leases.get(r.jobId);
+        if (lease && lease.attempt === r.attempt && lease.workerId === p.workerId) lease.deadline = now + config.lease_seconds * 1000;
+        else drop.push(r.jobId);
+      }
+      // A claim the worker does not know about (its answer was lost) will never be run: expire it.
+      for (const [jobId, lease] of this.leases) {
+        if (lease.workerId === p.workerId && !reported.has(jobId) && now - lease.claimedAt > 5000) lease.deadline = 0;
+      }
+      return { drop };
+    },
+
+    workerStart: async (p: { workerId: string; pid: number; slots: number }): Promise<void> => {
+      await this.engine.execute({ type: 'workerStart', ...p });
+    },
+
+    workerStop: async (p: { workerId: string; reason: string }): Promise<void> => {
+      await this.engine.execute({ type: 'workerStop', ...p });
+    },
+
+    cancel: async (p: { id: string }): Promise<JobView> => {
+      await this.engine.execute({ type: 'cancel', jobId: p.id });
+      return this.engine.requireJob(p.id);
+    },
+
+    retry: async (p: { ids: string[]; all: boolean }): Promise<string[]> => {
+      const ids = p.all ? (await this.engine.dlq()).map((d) => d.id) : p.ids;
+      if (ids.length === 0) return [];
+      await this.engine.execute({ type: 'retry', jobIds: ids });
+      return ids;
+    },
+
+    configSet: async (p: { key: string; value: string }): Promise<Config> => {
+      await this.engine.execute({ type: 'configSet', key: p.key, value: p.value });
+      return this.engine.getConfig();
+    },
+
+    config: (): Promise<Config> => this.engine.getConfig(),
+
+    status: async (): Promise<StatusView> => {
+      const [counts, workers, oldest] = await Promise.all([this.engine.counts(), this.engine.workers(), this.engine.oldest('pending')]);
+      const now = this.engine.clock();
+      const ended = counts.succeededRuns + counts.failedRuns;
+      return {
+        jobs: counts.jobs,
+        workers: workers.map((w) => ({ id: w.id, pid: w.pid, slots: w.slots, running: w.running, since: new Date(w.startedAt).toISOString(), processed: w.processed })),
+        oldest_pending: oldest ? { id: oldest.id, age_seconds: Math.max(0, Math.round((now - oldest.createdAt) / 1000)) } : null,
+        runs: {
+          total: counts.runs,
+          succeeded: counts.succeededRuns,
+          failed: counts.failedRuns,
+          average_seconds: ended > 0 ? counts.totalRunMs / ended / 1000 : null,
+          max_seconds: ended > 0 ? counts.maxRunMs / 1000 : null,
+        },
+      };
+    },
+
+    list: async (p: { state?: string; limit?: number }): Promise<JobView[]> => {
+      if (p.state !== undefined && !isJobState(p.state)) {
+        throw new QueuectlError('QUEUECTL_INVALID_INPUT', `unknown state '${p.state}'; valid states: ${JOB_STATES.join(', ')}`);
+      }
+      return this.engine.listJobs({ state: p.state, limit: p.limit });
+    },
+
+    show: (p: { id: string }): Promise<JobView> => this.engine.requireJob(p.id),
+
+    history: async (p: { id: string }): Promise<StoredEvent[]> => {
+      await this.engine.requireJob(p.id);
+      return this.engine.history(p.id);
+    },
+
+    dlq: async (): Promise<{ id: string; at: number; error: string; attempt: number; job: JobView | null }[]> => {
+      const entries = await this.engine.dlq();
+      const jobs = await Promise.all(entries.map((d) => this.engine.getJob(d.id)));
+      return entries.map((d, i) => ({ ...d, job: jobs[i] ?? null }));
+    },
+
+    /** Events from `from` on (at most `limit`); when there are none yet, waits up to `waitMs` for some. */
+    events: async (p: { from: number; limit: number; waitMs?: number }): Promise<StoredEvent[]> => {
+      const until = Date.now() + (p.waitMs ?? 0);
+      for (;;) {
+        const out: StoredEvent[] = [];
+        for await (const e of this.engine.store.readEvents(p.from)) {
+          out.push(e);
+          if (out.length >= p.limit) break;
+        }
+        const left = until - Date.now();
+        if (out.length > 0 || left <= 0) return out;
+        await this.changeOrTimeout(left);
+      }
+    },
+
+    /** Waits up to `waitMs` until every named job (or every job) has ended; answers their views. */
+    wait: async (p: { ids: string[]; waitMs: number }): Promise<{ done: boolean; jobs: JobView[] }> => {
+      const until = Date.now() + p.waitMs;
+      for (;;) {
+        let jobs: JobView[];
+        let done: boolean;
+        if (p.ids.length > 0) {
+          jobs = await Promise.all(p.ids.map((id) => this.engine.requireJob(id)));
+          done = jobs.every((j) => FINAL_STATES.has(j.state));
+        } else {
+          const counts = await this.engine.counts();
+          jobs = [];
+          done = counts.jobs.pending + counts.jobs.processing + counts.jobs.failed === 0;
+        }
+        const left = until - Date.now();
+        if (done || left <= 0) return { done, jobs };
+        await this.changeOrTimeout(left);
+      }
+    },
+
+    rebuild: async (): Promise<{ events: number }> => ({ events: await this.engine.exclusive(() => this.engine.store.rebuild()) }),
+
+    verify: (): Promise<{ events: number; differences: string[] }> => this.engine.exclusive(() => this.engine.store.verify()),
+  };
+
+  private async alreadyEnqueued(jobs: JobSpec[]): Promise<boolean> {
+    for (const spec of jobs) {
+      const job = await this.engine.getJob(spec.id);
+      if (!job || job.command !== spec.command || job.cwd !== spec.cwd) return false;
+    }
+    return true;
+  }
+}
+
+export type Api = Host['api'];
+export type Method = keyof Api;
+export type Params<M extends Method> = Parameters<Api[M]> extends [] ? Record<string, never> : Parameters<Api[M]>[0];
+export type Result<M extends Method> = Awaited<ReturnType<Api[M]>>;
+
+export { wait as sleep };

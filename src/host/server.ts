@@ -1,0 +1,64 @@
+// The host's socket: answers clients' API calls with the same handlers local callers use.
+import { chmodSync, rmSync } from 'node:fs';
+import { createServer, type Server, type Socket } from 'node:net';
+import { isQueuectlError } from '../errors.ts';
+import type { Host, Method } from './host.ts';
+import { type Hello, PROTOCOL_VERSION, type Request, readLines, send } from './protocol.ts';
+
+export const serve = async (host: Host, socketPath: string): Promise<Server> => {
+  // We hold the database lock, so a socket file left here belongs to a dead host.
+  rmSync(socketPath, { force: true });
+  const server = createServer((socket) => handleConnection(host, socket));
+  const umask = process.umask(0o077); // the socket is born 0600: nobody else may talk to it
+  try {
+    await new Promise<void>((resolve, reject) => {
+      server.once('error', reject);
+      server.listen(socketPath, () => resolve());
+    });
+  } finally {
+    process.umask(umask);
+  }
+  chmodSync(socketPath, 0o600);
+  server.unref();
+  return server;
+};
+
+const handleConnection = (host: Host, socket: Socket): void => {
+  let greeted = false;
+  let peerPid = 0;
+  const workers = new Set<string>();
+  readLines(socket, (msg) => {
+    if (!greeted) {
+      const hello = msg as Hello;
+      if (hello?.hello !== 'queuectl' || hello.protocol !== PROTOCOL_VERSION) {
+        send(socket, { error: { code: 'QUEUECTL_PROTOCOL_MISMATCH', message: `this host speaks queuectl protocol ${PROTOCOL_VERSION} but the client speaks ${hello?.protocol}; run the same queuectl version everywhere (stop the workers and start them again)` } });
+        socket.end();
+        return;
+      }
+      greeted = true;
+      peerPid = hello.pid;
+      send(socket, { hello: 'queuectl', protocol: PROTOCOL_VERSION, pid: process.pid });
+      return;
+    }
+    const req = msg as Request;
+    const handler = host.api[req.method as Method] as ((p: unknown) => Promise<unknown>) | undefined;
+    if (!handler) {
+      send(socket, { id: req.id, error: { code: 'QUEUECTL_PROTOCOL_MISMATCH', message: `the host does not know the call '${req.method}'` } });
+      return;
+    }
+    if (req.method === 'workerStart') workers.add((req.params as { workerId: string }).workerId);
+    if (req.method === 'workerStop') workers.delete((req.params as { workerId: string }).workerId);
+    handler(req.params).then(
+      (result) => send(socket, { id: req.id, result: result ?? null }),
+      (e: unknown) => {
+        const error = isQueuectlError(e) ? { code: e.code, message: e.message } : { code: 'QUEUECTL_FAILED', message: String((e as Error)?.message ?? e) };
+        send(socket, { id: req.id, error });
+      },
+    );
+  });
+  socket.on('error', () => {});
+  socket.on('close', () => {
+    // A client's workers that vanish with their process lose their jobs now, not a lease later.
+    for (const workerId of workers) void host.workerGone(workerId, peerPid).catch(() => {});
+  });
+};

@@ -1,0 +1,138 @@
+// The worker runtime: N slots in one process, each claiming a job through the queue, running
+// it in its own process group and reporting the result. Heartbeats keep the claims' leases
+// alive and tell a slot when its job was cancelled or its claim lost.
+import { mkdirSync } from 'node:fs';
+import { hostname } from 'node:os';
+import { join } from 'node:path';
+import type { AttemptResult } from '../domain/decide.ts';
+import type { Claim } from '../engine/engine.ts';
+import { isQueuectlError } from '../errors.ts';
+import type { StoredEvent } from '../events.ts';
+import type { Home } from '../home.ts';
+import type { Queue } from '../host/connect.ts';
+import { type RunningJob, runJob } from './run-job.ts';
+
+export interface WorkerOptions {
+  queue: Queue;
+  home: Home;
+  count: number;
+  /** Exit once nothing is pending, running or waiting for a retry. */
+  drain: boolean;
+  log: (line: string) => void;
+}
+
+const CLAIM_WAIT_MS = 500;
+const HEARTBEAT_MS = 1000;
+
+const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(2))}s`;
+
+export class WorkerPool {
+  readonly workerId = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
+  private stopping = false;
+  private readonly running = new Map<string, { attempt: number; handle: RunningJob }>();
+  private heartbeat: NodeJS.Timeout | null = null;
+
+  constructor(private readonly options: WorkerOptions) {}
+
+  /** Registers the worker and runs until stop() (or, with drain, until the queue is empty). */
+  async run(): Promise<void> {
+    const { queue, count } = this.options;
+    await queue.call('workerStart', { workerId: this.workerId, pid: process.pid, slots: count });
+    this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
+    try {
+      await Promise.all(Array.from({ length: count }, (_, slot) => this.slot(slot)));
+    } finally {
+      clearInterval(this.heartbeat);
+      await queue.call('workerStop', { workerId: this.workerId, reason: 'stopped' }).catch(() => {});
+    }
+  }
+
+  /** First signal: no new claims, running jobs finish. */
+  stop(): void {
+    this.stopping = true;
+  }
+
+  /** Second signal: end every running job's process group now. */
+  killRunning(): void {
+    this.stopping = true;
+    for (const r of this.running.values()) r.handle.kill();
+  }
+
+  private async beat(): Promise<void> {
+    const running = [...this.running].map(([jobId, r]) => ({ jobId, attempt: r.attempt }));
+    try {
+      const { drop } = await this.options.queue.call('heartbeat', { workerId: this.workerId, running });
+      for (const jobId of drop) {
+        const r = this.running.get(jobId);
+        if (r) {
+          this.options.log(`${jobId} is no longer ours (cancelled or lease lost): ending it`);
+          r.handle.cancel();
+        }
+      }
+    } catch {
+      // the queue reconnects on the next call; a missed beat costs nothing while leases last
+    }
+  }
+
+  private async slot(slot: number): Promise<void> {
+    const { queue } = this.options;
+    while (!this.stopping) {
+      let claim: (Claim & { outputLimit: number }) | null;
+      try {
+        claim = await queue.call('claim', { workerId: this.workerId, waitMs: CLAIM_WAIT_MS });
+      } catch (e) {
+        if (!isQueuectlError(e)) throw e;
+        this.options.log(`slot ${slot}: ${e.message}; retrying`);
+        await new Promise((r) => setTimeout(r, 200));
+        continue;
+      }
+      if (claim) await this.execute(claim);
+      else if (this.options.drain && (await queue.call('wait', { ids: [], waitMs: 0 })).done) return;
+    }
+  }
+
+  private async execute({ job, attempt, outputLimit }: Claim & { outputLimit: number }): Promise<void> {
+    const { home, log, queue } = this.options;
+    const dir = join(home.logs, job.id);
+    mkdirSync(dir, { recursive: true, mode: 0o700 });
+    log(`${job.id} started (attempt ${job.attempts}): ${job.command}`);
+    const handle = runJob({
+      command: job.command,
+      cwd: job.cwd,
+      env: { QUEUECTL_JOB_ID: job.id, QUEUECTL_ATTEMPT: String(job.attempts) },
+      timeoutMs: job.timeoutMs ?? undefined,
+      outputLimit,
+      stdoutPath: join(dir, `${attempt}.stdout`),
+      stderrPath: join(dir, `${attempt}.stderr`),
+    });
+    this.running.set(job.id, { attempt, handle });
+    const r = await handle.done;
+    this.running.delete(job.id);
+    const result: AttemptResult = {
+      durationMs: Math.round(r.durationMs),
+      exitCode: r.exitCode,
+      signal: r.signal,
+      timedOut: r.timedOut,
+      error: r.error,
+      output: { stdout: r.stdout, stderr: r.stderr },
+    };
+    try {
+      const { events } = await queue.call('report', { jobId: job.id, workerId: this.workerId, attempt, result });
+      log(describe(job.id, events, r.durationMs));
+    } catch (e) {
+      if (!isQueuectlError(e)) throw e;
+      log(`${job.id}: result of attempt ${attempt} not recorded: ${e.message}`);
+    }
+  }
+}
+
+/** One line per transition, as the foreground worker prints it. */
+const describe = (id: string, events: StoredEvent[], durationMs: number): string => {
+  const e = events[0];
+  if (e?.type === 'JobSucceeded') return `${id} completed in ${seconds(durationMs)}`;
+  if (e?.type === 'JobFailed') {
+    if (e.retryAt === null) return `${id} failed (${e.error}) after ${seconds(durationMs)}; moved to the DLQ after ${e.maxRetries + 1} attempts`;
+    return `${id} failed (${e.error}) after ${seconds(durationMs)}; retry ${e.retry}/${e.maxRetries} in ${seconds(e.retryAt - e.at)}`;
+  }
+  return `${id} finished`;
+};
