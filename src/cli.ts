@@ -35,7 +35,7 @@ cli
   .command('worker <action>', 'start | stop: run workers in this terminal, or stop every worker')
   .option('--count <n>', 'concurrent workers in this process', { default: 1 })
   .option('--detach', 'start in the background; output goes to worker.log in the data directory')
-  .option('--drain', 'exit once nothing is pending, running or waiting for a retry')
+  .option('--drain', 'exit once nothing is running, waiting for a retry, or pending and due')
   .option('--force', '(stop) end running jobs at once instead of letting them finish')
   .example('queuectl worker start --count 4')
   .example('queuectl worker stop')
@@ -129,6 +129,12 @@ const report = (e: unknown): void => {
     process.exitCode = 1;
   }
 };
+
+// `queuectl events | head` closes our stdout early: that is the reader's choice, not an error.
+process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  throw e;
+});
 
 try {
   await main();

@@ -1,6 +1,6 @@
 // worker start | stop.
 import { spawn } from 'node:child_process';
-import { closeSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
 import { QueuectlError } from '../errors.ts';
@@ -57,17 +57,17 @@ const detach = async (o: WorkerOptions, count: number): Promise<void> => {
   let exited: number | null = null;
   child.once('exit', (code) => (exited = code ?? 1));
   const deadline = Date.now() + 20_000;
-  await withQueue(o, async (q) => {
-    for (;;) {
-      const status = await q.call('status', {});
-      if (status.workers.some((w) => w.pid === child.pid)) return;
-      if (exited !== null || Date.now() > deadline) {
-        const tail = readFileSync(h.workerLog, 'utf8').trim().split('\n').slice(-3).join(' | ');
-        throw new QueuectlError('QUEUECTL_FAILED', `the background worker did not start (${tail}); see ${h.workerLog}`);
-      }
-      await new Promise((r) => setTimeout(r, 25));
+  // Ask only once a host serves the socket, and open a fresh queue each time: holding the
+  // database here while the child starts would lock it out of becoming the host.
+  const registered = async () =>
+    existsSync(h.socket) && (await withQueue(o, (q) => q.call('status', {}))).workers.some((w) => w.pid === child.pid);
+  while (!(await registered())) {
+    if (exited !== null || Date.now() > deadline) {
+      const tail = readFileSync(h.workerLog, 'utf8').trim().split('\n').slice(-3).join(' | ');
+      throw new QueuectlError('QUEUECTL_FAILED', `the background worker did not start (${tail}); see ${h.workerLog}`);
     }
-  });
+    await new Promise((r) => setTimeout(r, 25));
+  }
   if (o.json) process.stdout.write(`${JSON.stringify({ pid: child.pid, log: h.workerLog })}\n`);
   else process.stdout.write(`${child.pid}\n`);
 };

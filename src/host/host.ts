@@ -274,6 +274,14 @@ export class Host {
       }
     },
 
+    /** Nothing running, nothing waiting for a retry, nothing pending that is due (`worker start --drain`). */
+    idle: async (): Promise<boolean> => {
+      const { jobs } = await this.engine.counts();
+      if (jobs.processing + jobs.failed > 0) return false;
+      const due = await this.engine.nextDueAt();
+      return due === null || due > this.engine.clock();
+    },
+
     rebuild: async (): Promise<{ events: number }> => ({ events: await this.engine.exclusive(() => this.engine.store.rebuild()) }),
 
     verify: (): Promise<{ events: number; differences: string[] }> => this.engine.exclusive(() => this.engine.store.verify()),

@@ -16,7 +16,7 @@ export interface WorkerOptions {
   queue: Queue;
   home: Home;
   count: number;
-  /** Exit once nothing is pending, running or waiting for a retry. */
+  /** Exit once nothing is running, waiting for a retry, or pending and due (later run_at jobs stay queued). */
   drain: boolean;
   log: (line: string) => void;
 }
@@ -87,7 +87,7 @@ export class WorkerPool {
         continue;
       }
       if (claim) await this.execute(claim);
-      else if (this.options.drain && (await queue.call('wait', { ids: [], waitMs: 0 })).done) return;
+      else if (this.options.drain && (await queue.call('idle', {}))) return;
     }
   }
 
