@@ -5,7 +5,7 @@ import type { Projection } from './projection.ts';
 export const configProjection: Projection = {
   name: 'config',
   version: 1,
-  async apply(e, view) {
+  apply(e, view) {
     if (e.type === 'ConfigSet') view.put(e.key, e.value);
   },
 };

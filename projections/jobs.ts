@@ -48,13 +48,11 @@ export const evolveJob = (job: JobView | undefined, e: StoredEvent): JobView | u
   }
 };
 
+/** The job view itself; the store computes the transition with evolveJob and hands it to every projection. */
 export const jobsProjection: Projection = {
   name: 'jobs',
-  version: 1,
-  async apply(e, view) {
-    if (!('jobId' in e)) return;
-    const before = e.type === 'JobEnqueued' ? undefined : await view.get<JobView>(e.jobId);
-    const after = evolveJob(before, e);
-    if (after && after !== before) view.put(e.jobId, after);
+  version: 2,
+  apply(e, view, job) {
+    if (job?.after && job.after !== job.before) view.put(job.after.id, job.after);
   },
 };

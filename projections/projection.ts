@@ -1,20 +1,30 @@
+import type { JobView } from '../src/domain/types.ts';
 import type { StoredEvent } from '../src/events.ts';
 
 /**
- * What a reducer sees of its own key space. The same reducer runs over LevelDB, memory-level
- * or a scratch space, so it never reaches the clock, the disk or another projection.
+ * What a reducer sees of its own key space. Reads are synchronous: the store fetches every key
+ * a projection declares in `reads` before folding, so reducers stay plain functions and the
+ * same reducer runs over LevelDB, memory-level or a scratch space.
  */
 export interface ProjectionView {
-  get<T = unknown>(key: string): Promise<T | undefined>;
+  get<T = unknown>(key: string): T | undefined;
   put(key: string, value: unknown): void;
   del(key: string): void;
+}
+
+/** A job event's effect on the job, as projections/jobs.ts folds it (null for other events). */
+export interface JobTransition {
+  before: JobView | undefined;
+  after: JobView | undefined;
 }
 
 export interface Projection {
   name: string;
   /** Bump when `apply` changes meaning: stored data of another version is rebuilt on open. */
   version: number;
-  apply(event: StoredEvent, view: ProjectionView): Promise<void>;
+  /** The keys `apply` will read for this event (its own key space). */
+  reads?(event: StoredEvent): readonly string[];
+  apply(event: StoredEvent, view: ProjectionView, job: JobTransition | null): void;
 }
 
 // Fixed-width hex keeps LevelDB's byte order equal to numeric order.

@@ -1,9 +1,9 @@
-import { JOB_STATES, type JobState } from '../src/domain/types.ts';
-import type { StoredEvent } from '../src/events.ts';
+import { JOB_STATES, type JobState, type JobView } from '../src/domain/types.ts';
 import { hex, type Projection } from './projection.ts';
 
-// The index by state (list --state, oldest pending) and the counts per state with run statistics.
-// Keys:  j:<id> -> {s, p}   s:<state>:<enqueue pos> -> id   a:<enqueue pos> -> id   counts -> Counts
+// The index by state (list --state, the oldest pending), every job in enqueue order (list),
+// and the counts per state with run statistics.
+// Keys:  s:<state>:<enqueue pos> -> id   a:<enqueue pos> -> id   counts -> Counts
 
 export interface Counts {
   jobs: Record<JobState, number>;
@@ -23,59 +23,42 @@ export const emptyCounts = (): Counts => ({
   maxRunMs: 0,
 });
 
-/** The state a job is in after an event, or null when the event does not move it. */
-const nextState = (e: StoredEvent): JobState | null => {
-  switch (e.type) {
-    case 'JobEnqueued':
-    case 'JobRetried':
-      return 'pending';
-    case 'JobClaimed':
-      return 'processing';
-    case 'JobSucceeded':
-      return 'completed';
-    case 'JobFailed':
-    case 'JobLeaseExpired':
-      return e.retryAt === null ? 'dead' : 'failed';
-    case 'JobCancelled':
-      return 'cancelled';
-    default:
-      return null;
-  }
-};
-
 export const stateKey = (state: JobState, pos: number): string => `s:${state}:${hex(pos)}`;
 export const orderKey = (pos: number): string => `a:${hex(pos)}`;
 
+const moved = (before: JobView | undefined, after: JobView | undefined): boolean => before?.state !== after?.state;
+
 export const statesProjection: Projection = {
   name: 'states',
-  version: 1,
-  async apply(e, view) {
-    if (!('jobId' in e)) return;
-    const to = nextState(e);
-    const stored = await view.get<Counts>('counts');
+  version: 2,
+  reads: () => ['counts'],
+  apply(e, view, job) {
+    const ran = e.type === 'JobSucceeded' || e.type === 'JobFailed' || e.type === 'JobLeaseExpired';
+    if (!job || (!ran && !moved(job.before, job.after))) return;
+    const stored = view.get<Counts>('counts');
     // values read may be shared with a batch being written: copy, never mutate
     const counts: Counts = stored ? { ...stored, jobs: { ...stored.jobs } } : emptyCounts();
-    if (e.type === 'JobSucceeded' || e.type === 'JobFailed') {
+    if (ran) {
       counts.runs += 1;
-      counts[e.type === 'JobSucceeded' ? 'succeededRuns' : 'failedRuns'] += 1;
-      counts.totalRunMs += e.durationMs;
-      counts.maxRunMs = Math.max(counts.maxRunMs, e.durationMs);
-    } else if (e.type === 'JobLeaseExpired') {
-      counts.runs += 1;
-      counts.failedRuns += 1;
-    }
-    if (to !== null) {
-      const was = e.type === 'JobEnqueued' ? undefined : await view.get<{ s: JobState; p: number }>(`j:${e.jobId}`);
-      const pos = was?.p ?? e.pos;
-      if (was) {
-        view.del(stateKey(was.s, pos));
-        counts.jobs[was.s] -= 1;
-      } else {
-        view.put(orderKey(pos), e.jobId);
+      if (e.type === 'JobSucceeded') counts.succeededRuns += 1;
+      else counts.failedRuns += 1;
+      if (e.type !== 'JobLeaseExpired') {
+        counts.totalRunMs += e.durationMs;
+        counts.maxRunMs = Math.max(counts.maxRunMs, e.durationMs);
       }
-      view.put(`j:${e.jobId}`, { s: to, p: pos });
-      view.put(stateKey(to, pos), e.jobId);
-      counts.jobs[to] += 1;
+    }
+    const { before, after } = job;
+    if (moved(before, after)) {
+      if (before) {
+        view.del(stateKey(before.state, before.enqueuedPos));
+        counts.jobs[before.state] -= 1;
+      } else if (after) {
+        view.put(orderKey(after.enqueuedPos), after.id);
+      }
+      if (after) {
+        view.put(stateKey(after.state, after.enqueuedPos), after.id);
+        counts.jobs[after.state] += 1;
+      }
     }
     view.put('counts', counts);
   },

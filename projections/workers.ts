@@ -11,30 +11,39 @@ export interface WorkerView {
   processed: number;
 }
 
+const workerOf = (e: StoredEvent): string | null => {
+  switch (e.type) {
+    case 'WorkerStarted':
+    case 'WorkerStopped':
+    case 'JobClaimed':
+    case 'JobSucceeded':
+    case 'JobFailed':
+    case 'JobLeaseExpired':
+    case 'JobCancelled':
+      return e.workerId;
+    default:
+      return null;
+  }
+};
+
 export const workersProjection: Projection = {
   name: 'workers',
-  version: 1,
-  async apply(e: StoredEvent, view) {
-    switch (e.type) {
-      case 'WorkerStarted':
-        return view.put(e.workerId, { id: e.workerId, pid: e.pid, slots: e.slots, startedAt: e.at, running: [], processed: 0 } satisfies WorkerView);
-      case 'WorkerStopped':
-        return view.del(e.workerId);
-      case 'JobClaimed':
-      case 'JobSucceeded':
-      case 'JobFailed':
-      case 'JobLeaseExpired':
-      case 'JobCancelled': {
-        if (e.workerId === null) return;
-        const w = await view.get<WorkerView>(e.workerId);
-        if (!w) return;
-        const running = w.running.filter((id) => id !== e.jobId);
-        if (e.type === 'JobClaimed') running.push(e.jobId);
-        const processed = w.processed + (e.type === 'JobSucceeded' || e.type === 'JobFailed' ? 1 : 0);
-        return view.put(e.workerId, { ...w, running, processed });
-      }
-      default:
-        return;
+  version: 2,
+  reads: (e) => {
+    const id = workerOf(e);
+    return id === null || e.type === 'WorkerStarted' || e.type === 'WorkerStopped' ? [] : [id];
+  },
+  apply(e, view) {
+    if (e.type === 'WorkerStarted') {
+      return view.put(e.workerId, { id: e.workerId, pid: e.pid, slots: e.slots, startedAt: e.at, running: [], processed: 0 } satisfies WorkerView);
     }
+    if (e.type === 'WorkerStopped') return view.del(e.workerId);
+    const id = workerOf(e);
+    const w = id === null || !('jobId' in e) ? undefined : view.get<WorkerView>(id);
+    if (!w || !('jobId' in e)) return;
+    const running = w.running.filter((j) => j !== e.jobId);
+    if (e.type === 'JobClaimed') running.push(e.jobId);
+    const processed = w.processed + (e.type === 'JobSucceeded' || e.type === 'JobFailed' ? 1 : 0);
+    view.put(w.id, { ...w, running, processed });
   },
 };

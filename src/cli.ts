@@ -89,13 +89,16 @@ cli
 cli.help();
 cli.version(pkg.version);
 
-/** `--priority -1` would read -1 as a flag: join a negative number to the option before it. */
+/**
+ * `--priority -1` would read -1 as a flag, and `--file -` (stdin) as a missing value: join a
+ * negative number or a lone `-` to the option before it.
+ */
 const joinNegativeValues = (argv: string[]): string[] => {
   const out: string[] = [];
   for (let i = 0; i < argv.length; i++) {
     const arg = argv[i]!;
     const next = argv[i + 1];
-    if (/^--[a-z-]+$/.test(arg) && next !== undefined && /^-\d+(\.\d+)?$/.test(next)) {
+    if (/^--[a-z-]+$/.test(arg) && next !== undefined && /^-(\d+(\.\d+)?)?$/.test(next)) {
       out.push(`${arg}=${next}`);
       i++;
     } else out.push(arg);

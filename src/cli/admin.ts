@@ -1,7 +1,7 @@
 // dlq, config, events, projections.
 import { CONFIG_KEYS, CONFIG_RULES, type Config, isConfigKey } from '../domain/config.ts';
 import { QueuectlError } from '../errors.ts';
-import { colors, type GlobalOptions, invalid, iso, jobJson, parseInteger, printJson, printTable, withQueue } from './context.ts';
+import { colors, type GlobalOptions, invalid, iso, jobJson, LONG_LIVED, parseInteger, printJson, printTable, withQueue } from './context.ts';
 import { describeEvent } from './jobs.ts';
 
 const unknownAction = (group: string, action: string, valid: string): never =>
@@ -68,7 +68,7 @@ export const events = async (o: GlobalOptions & { from?: unknown; follow?: boole
       if (batch.length > 0) from = batch[batch.length - 1]!.pos + 1;
       else if (!o.follow) return;
     }
-  });
+  }, o.follow ? LONG_LIVED : undefined);
 };
 
 export const projections = async (action: string, o: GlobalOptions): Promise<void> => {

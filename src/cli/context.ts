@@ -17,6 +17,13 @@ export const colors = createColors(isatty(1) && !('NO_COLOR' in process.env) && 
 
 export const home = (opts: GlobalOptions): Home => resolveHome(opts.home === undefined ? undefined : String(opts.home));
 
+/**
+ * For commands that may run for long (wait, events --follow): if this process becomes the
+ * host, it must serve the socket (and watch leases), or a worker started meanwhile could
+ * neither open the database nor reach a host.
+ */
+export const LONG_LIVED: ConnectOptions = { serve: true, onHost: (host) => host.startLeaseManager() };
+
 /** Open the queue (as a client of the host, or as the host), run `fn`, close. */
 export const withQueue = async <T>(opts: GlobalOptions, fn: (queue: Queue) => Promise<T>, options?: ConnectOptions): Promise<T> => {
   const queue = openQueue(home(opts), options);

@@ -6,7 +6,7 @@ import { type JobSpec, parseJobSpec } from '../domain/job-spec.ts';
 import { QueuectlError } from '../errors.ts';
 import type { StoredEvent } from '../events.ts';
 import {
-  ago, colors, colorState, type GlobalOptions, home, invalid, iso, jobJson, parseDuration, parseInteger, printJson, printTable, rawOption, withQueue,
+  ago, colors, colorState, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseDuration, parseInteger, printJson, printTable, rawOption, withQueue,
 } from './context.ts';
 
 interface EnqueueOptions extends GlobalOptions {
@@ -278,7 +278,7 @@ export const wait = async (ids: string[], o: GlobalOptions & { timeout?: unknown
       const r = await q.call('wait', { ids, waitMs: Math.max(0, Math.min(left, 10_000)) });
       if (r.done || left <= 0) return r;
     }
-  });
+  }, LONG_LIVED);
   const failed = result.jobs.filter((j) => j.state !== 'completed');
   if (o.json) printJson({ done: result.done, jobs: result.jobs.map((j) => ({ id: j.id, state: j.state })) });
   else for (const j of result.jobs) process.stdout.write(`${j.id} ${colorState(j.state)}\n`);

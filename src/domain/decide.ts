@@ -150,7 +150,8 @@ export const decide = (command: Command, state: DecideState, now: number): Event
     }
     case 'retry': {
       if (command.jobIds.length === 0) refuse('QUEUECTL_INVALID_INPUT', 'name at least one dead job to retry, or use --all');
-      return command.jobIds.map((id) => {
+      // naming a job twice retries it once: one retry is one fact
+      return [...new Set(command.jobIds)].map((id) => {
         const job = known(state, id);
         if (job.state !== 'dead') refuse('QUEUECTL_WRONG_STATE', `job '${id}' is ${job.state}, not dead; only jobs in the DLQ can be retried`);
         return { type: 'JobRetried', jobId: id };

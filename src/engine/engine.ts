@@ -11,6 +11,7 @@ import type { DlqEntry } from '../../projections/dlq.ts';
 import { type Counts, emptyCounts, orderKey, stateKey } from '../../projections/states.ts';
 import type { WorkerView } from '../../projections/workers.ts';
 import { RunnableQueue } from './runnable-queue.ts';
+import { parseRunnableKey } from '../../projections/runnable.ts';
 
 export interface EngineOptions {
   clock?: () => number;
@@ -66,14 +67,12 @@ export class Engine {
     const jobs = new Map(ids.map((id, i) => [id, views[i]]));
     const data = decide(command, { jobs, config: await this.config() }, now);
     const staged = await this.store.stage(data, now);
-    for (const e of staged.events) this.follow(e);
+    // Keep the in-memory mirrors (runnable queue, config) in step with what was staged.
+    if (this.runnable) for (const [id, job] of staged.jobs) this.runnable.update(id, job);
+    for (const e of staged.events) {
+      if (e.type === 'ConfigSet' && this.configCache) this.configCache = { ...this.configCache, [e.key]: e.value };
+    }
     return staged;
-  }
-
-  /** Keep the in-memory mirrors (runnable queue, config) in step with what was staged. */
-  private follow(e: StoredEvent): void {
-    this.runnable?.apply(e);
-    if (e.type === 'ConfigSet' && this.configCache) this.configCache = { ...this.configCache, [e.key]: e.value };
   }
 
   /** Claim the next runnable job for a worker, or null when nothing is due. */
@@ -103,12 +102,9 @@ export class Engine {
     if (this.runnable) return this.runnable;
     await this.store.drain();
     const queue = new RunnableQueue();
-    const entries = this.store.sublevel('runnable').iterator({ gte: 'j:', lt: 'j;' });
-    for await (const [key, entry] of entries) {
-      const id = key.slice(2);
-      const { priority, pos } = entry as { priority: number; pos: number };
-      if (entry.key === '') queue.add(id, priority, 0, pos), queue.remove(id);
-      else queue.add(id, priority, Number.parseInt(String(entry.key).split(':')[2] ?? '0', 16), pos);
+    for await (const [key, id] of this.store.sublevel('runnable').iterator()) {
+      const { priority, dueAt, pos } = parseRunnableKey(key);
+      queue.add(id, priority, dueAt, pos);
     }
     this.runnable = queue;
     return queue;

@@ -1,7 +1,8 @@
 // The host's in-memory mirror of the runnable projection: which job a worker gets next.
 // One min-heap per priority ordered by (due time, enqueue position); removals are lazy
 // (an entry counts only while it is still its job's current entry).
-import type { StoredEvent } from '../events.ts';
+import type { JobView } from '../domain/types.ts';
+import { runnableKeyOf } from '../../projections/runnable.ts';
 
 interface Entry { id: string; priority: number; dueAt: number; pos: number }
 
@@ -48,15 +49,12 @@ export class RunnableQueue {
   private readonly current = new Map<string, Entry>();
   private readonly heaps = new Map<number, Heap>();
   private priorities: number[] = []; // ascending: lower runs first
-  /** Priority and enqueue position of jobs that may become runnable again (failed, dead). */
-  private readonly known = new Map<string, { priority: number; pos: number }>();
 
   get size(): number { return this.current.size; }
 
   add(id: string, priority: number, dueAt: number, pos: number): void {
     const entry = { id, priority, dueAt, pos };
     this.current.set(id, entry);
-    this.known.set(id, { priority, pos });
     let heap = this.heaps.get(priority);
     if (!heap) {
       heap = new Heap();
@@ -97,31 +95,9 @@ export class RunnableQueue {
     return min;
   }
 
-  /** Follow the same rules as projections/runnable.ts. */
-  apply(e: StoredEvent): void {
-    switch (e.type) {
-      case 'JobEnqueued':
-        return this.add(e.jobId, e.priority, e.runAt ?? e.at, e.pos);
-      case 'JobClaimed':
-        return this.remove(e.jobId);
-      case 'JobSucceeded':
-      case 'JobCancelled':
-        this.remove(e.jobId);
-        this.known.delete(e.jobId);
-        return;
-      case 'JobFailed':
-      case 'JobLeaseExpired': {
-        const k = this.known.get(e.jobId);
-        if (k && e.retryAt !== null) this.add(e.jobId, k.priority, e.retryAt, k.pos);
-        return;
-      }
-      case 'JobRetried': {
-        const k = this.known.get(e.jobId);
-        if (k) this.add(e.jobId, k.priority, e.at, k.pos);
-        return;
-      }
-      default:
-        return;
-    }
+  /** Follow a job's new view with the same rule as projections/runnable.ts. */
+  update(id: string, job: JobView | undefined): void {
+    if (job && runnableKeyOf(job) !== null) this.add(id, job.priority, job.nextRunAt!, job.enqueuedPos);
+    else this.remove(id);
   }
 }
