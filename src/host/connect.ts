@@ -93,9 +93,19 @@ class RemoteLink implements Link {
   }
 }
 
+const closeServer = (server: Server, connections: Set<Socket>): Promise<void> =>
+  new Promise((resolve) => {
+    server.close(() => resolve());
+    for (const c of connections) c.destroy();
+  });
+
 class LocalLink implements Link {
   lost = false;
-  constructor(readonly host: Host, private readonly server: Server | null, private readonly socketPath: string) {}
+  constructor(
+    readonly host: Host,
+    private readonly server: Server | null,
+    private readonly connections: Set<Socket>,
+  ) {}
 
   call(method: string, params: unknown): Promise<unknown> {
     const handler = this.host.api[method as Method] as (p: unknown) => Promise<unknown>;
@@ -103,14 +113,9 @@ class LocalLink implements Link {
   }
 
   async close(): Promise<void> {
+    // Clients first: they notice the close and one of them takes over; no answer is then lost.
+    if (this.server) await closeServer(this.server, this.connections);
     this.host.stop();
-    if (this.server) {
-      await new Promise<void>((resolve) => {
-        this.server!.close(() => resolve());
-        // clients notice the close and one of them takes over
-        (this.server as Server & { closeAllConnections?: () => void }).closeAllConnections?.();
-      });
-    }
     await this.host.engine.close();
   }
 }
@@ -210,8 +215,9 @@ export class Queue {
       throw e;
     }
     const host = new Host(engine);
-    const server = this.options.serve ? await (await import('./server.ts')).serve(host, this.home.socket) : null;
-    const link = new LocalLink(host, server, this.home.socket);
+    const connections = new Set<Socket>();
+    const server = this.options.serve ? await (await import('./server.ts')).serve(host, this.home.socket, connections) : null;
+    const link = new LocalLink(host, server, connections);
     await this.options.onHost?.(host);
     return link;
   }

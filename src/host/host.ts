@@ -31,6 +31,8 @@ export class Host {
   private readonly leases = new Map<string, Lease>();
   private readonly wakers = new Set<() => void>();
   private leaseTimer: NodeJS.Timeout | null = null;
+  /** Set when this process stops hosting: long polls answer at once and claim nothing more. */
+  private stopped = false;
 
   constructor(engine: Engine) {
     this.engine = engine;
@@ -121,6 +123,7 @@ export class Host {
   }
 
   stop(): void {
+    this.stopped = true;
     if (this.leaseTimer) clearTimeout(this.leaseTimer);
     this.wake();
   }
@@ -142,6 +145,7 @@ export class Host {
     claim: async (p: { workerId: string; waitMs: number }): Promise<(Claim & { outputLimit: number }) | null> => {
       const until = Date.now() + p.waitMs;
       for (;;) {
+        if (this.stopped) return null;
         const claim = await this.engine.claimNext(p.workerId);
         if (claim) return { ...claim, outputLimit: (await this.engine.getConfig()).output_limit };
         const left = until - Date.now();
@@ -249,7 +253,7 @@ export class Host {
           if (out.length >= p.limit) break;
         }
         const left = until - Date.now();
-        if (out.length > 0 || left <= 0) return out;
+        if (out.length > 0 || left <= 0 || this.stopped) return out;
         await this.changeOrTimeout(left);
       }
     },
@@ -269,7 +273,7 @@ export class Host {
           done = counts.jobs.pending + counts.jobs.processing + counts.jobs.failed === 0;
         }
         const left = until - Date.now();
-        if (done || left <= 0) return { done, jobs };
+        if (done || left <= 0 || this.stopped) return { done, jobs };
         await this.changeOrTimeout(left);
       }
     },

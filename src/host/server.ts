@@ -5,10 +5,15 @@ import { isQueuectlError } from '../errors.ts';
 import type { Host, Method } from './host.ts';
 import { type Hello, PROTOCOL_VERSION, type Request, readLines, send } from './protocol.ts';
 
-export const serve = async (host: Host, socketPath: string): Promise<Server> => {
+/** Listen on the data directory's socket; `connections` tracks the open ones (to close them on exit). */
+export const serve = async (host: Host, socketPath: string, connections: Set<Socket>): Promise<Server> => {
   // We hold the database lock, so a socket file left here belongs to a dead host.
   rmSync(socketPath, { force: true });
-  const server = createServer((socket) => handleConnection(host, socket));
+  const server = createServer((socket) => {
+    connections.add(socket);
+    socket.on('close', () => connections.delete(socket));
+    handleConnection(host, socket);
+  });
   const umask = process.umask(0o077); // the socket is born 0600: nobody else may talk to it
   try {
     await new Promise<void>((resolve, reject) => {

@@ -174,12 +174,21 @@ export class LogStore {
       const loaded = new Map<string, unknown>();
       const space: KeySpace = {
         get: (k) => {
-          const v = ops.get(k) ?? this.inFlight?.ops.get(k) ?? loaded.get(k);
+          const v = ops.get(k) ?? loaded.get(k);
           return v === DELETED ? undefined : v;
         },
         set: (k, v) => void ops.set(k, v),
         load: async (keys) => {
-          const missing = keys.filter((k) => !ops.has(k) && !this.inFlight?.ops.has(k));
+          // Take values from the batch being written now: it may become durable (and leave
+          // memory) while the database is read below, and those keys would then be lost.
+          const inFlight = this.inFlight?.ops;
+          const missing: string[] = [];
+          for (const k of keys) {
+            if (ops.has(k)) continue;
+            const v = inFlight?.get(k);
+            if (v !== undefined) loaded.set(k, v);
+            else missing.push(k);
+          }
           const values = await this.getRaw(missing);
           missing.forEach((k, i) => loaded.set(k, values[i] ?? DELETED));
         },
@@ -348,7 +357,7 @@ export class LogStore {
    */
   private async replayInto(targets: readonly (readonly [Projection, string])[], from: number, fresh: boolean, scratch = false): Promise<number> {
     const CHUNK = 1000; // events folded together: one load of the keys they read
-    const FLUSH = 20_000; // events between writes (and checkpoints)
+    const FLUSH = 50_000; // events between writes (and checkpoints): more coalesce in memory
     let cache = new Map<string, unknown>();
     let dirty: Ops = new Map();
     const space: KeySpace = {
@@ -368,13 +377,23 @@ export class LogStore {
     };
     let count = 0;
     let last = from - 1;
+    // While fresh, the disk holds only what earlier flushes wrote: a delete of any other key
+    // (a runnable entry put and removed within one window, say) need not be written at all.
+    const persisted = new Set<string>();
     const flushChunk = async () => {
       if (!scratch) dirty.set(`${this.meta.prefix}checkpoint`, last);
+      if (fresh) {
+        for (const [k, v] of dirty) {
+          if (v !== DELETED) persisted.add(k);
+          else if (!persisted.has(k)) dirty.delete(k);
+        }
+      }
       await this.write(dirty, false);
       dirty = new Map();
       // A fresh rebuild can trust a cache miss only while the cache holds every key written.
       if (cache.size > 500_000) {
         cache = new Map();
+        persisted.clear();
         fresh = false;
       }
     };
@@ -447,22 +466,35 @@ export class LogStore {
 
 /** Walk two sorted key spaces side by side and report every key whose values differ. */
 const diffSublevels = async (a: Sub, b: Sub, report: (key: string, inA: unknown, inB: unknown) => void): Promise<void> => {
-  const ia = a.iterator();
-  const ib = b.iterator();
+  const ia = a.iterator(opts({ highWaterMarkBytes: 1 << 20 }));
+  const ib = b.iterator(opts({ highWaterMarkBytes: 1 << 20 }));
+  const reader = (it: typeof ia) => {
+    let buf: [string, unknown][] = [];
+    let i = 0;
+    return async (): Promise<[string, unknown] | undefined> => {
+      if (i === buf.length) {
+        buf = (await it.nextv(1000)) as [string, unknown][];
+        i = 0;
+      }
+      return buf[i++];
+    };
+  };
+  const nextA = reader(ia);
+  const nextB = reader(ib);
   try {
-    let ea = await ia.next();
-    let eb = await ib.next();
+    let ea = await nextA();
+    let eb = await nextB();
     while (ea || eb) {
       if (ea && (!eb || ea[0] < eb[0])) {
         report(ea[0], ea[1], undefined);
-        ea = await ia.next();
+        ea = await nextA();
       } else if (eb && (!ea || eb[0] < ea[0])) {
         report(eb[0], undefined, eb[1]);
-        eb = await ib.next();
+        eb = await nextB();
       } else if (ea && eb) {
         if (JSON.stringify(ea[1]) !== JSON.stringify(eb[1])) report(ea[0], ea[1], eb[1]);
-        ea = await ia.next();
-        eb = await ib.next();
+        ea = await nextA();
+        eb = await nextB();
       }
     }
   } finally {
