@@ -1,7 +1,7 @@
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdirSync, mkdtempSync, readdirSync, readFileSync, realpathSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { randomBytes } from 'node:crypto';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -13,7 +13,6 @@ const MARK = `30.0${process.pid}`;
 const LONG = `sleep ${MARK}`;
 const root = mkdtempSync(join(tmpdir(), 'queuectl-run-job-'));
 let pending: RunningJob[] = [];
-let escapees: number[] = [];
 
 function start(command: string, opts: Partial<RunJobOptions> = {}): RunningJob & { dir: string } {
   const dir = mkdtempSync(join(root, 't-'));
@@ -52,14 +51,16 @@ function strays(): string[] {
 }
 
 const noStrays = () => until(() => strays().length === 0, 1500, `no '${LONG}' left (found ${strays().join('; ')})`);
-const read = (job: { dir: string }, name = 'stdout') => readFileSync(join(job.dir, name), 'utf8');
+const openFds = () => readdirSync('/proc/self/fd').length;
+// Output files are created on the first byte: no file yet reads as no output.
+const read = (job: { dir: string }, name = 'stdout') => (existsSync(join(job.dir, name)) ? readFileSync(join(job.dir, name), 'utf8') : '');
 
 test.after.each(() => {
-  // Only reached for jobs that a (deliberately) broken runJob failed to finish.
+  // Only does something when a (deliberately) broken runJob left processes behind: it keeps
+  // one failure from cascading into the stray checks of the tests after it.
   for (const job of pending) try { process.kill(-job.pid!, 'SIGKILL'); } catch {}
-  for (const pid of escapees) try { process.kill(pid, 'SIGKILL'); } catch {}
+  for (const line of strays()) try { process.kill(Number(line.split(' ')[0]), 'SIGKILL'); } catch {}
   pending = [];
-  escapees = [];
 });
 test.after(() => rmSync(root, { recursive: true, force: true }));
 
@@ -142,9 +143,7 @@ test('timeout: a grandchild holding stdout is killed with the group', async () =
 
 test('timeout: a process that left the group and holds stdout does not keep the job alive', async () => {
   // setsid moves the sleep out of the job's group: group signals cannot reach it.
-  const job = start(`setsid ${LONG} & echo $!; ${LONG}`, { timeoutMs: 300, graceMs: 300 });
-  await until(() => read(job).length > 0, 5000, 'escapee pid');
-  escapees.push(Number(read(job)));
+  const job = start(`setsid ${LONG} & ${LONG}`, { timeoutMs: 300, graceMs: 300 });
   const r = await within(job.done, 5000);
   assert.equal([r.timedOut, r.error], [true, 'timed out after 0.3s']);
   assert.ok(r.durationMs < 300 + 300 + 500 + 1000, `resolved without the pipe closing (${r.durationMs} ms)`);
@@ -200,6 +199,16 @@ test('output cap: keeps outputLimit bytes per stream, counts the rest', async ()
   assert.equal((await within(exact.done, 5000)).stdout, { bytes: 1000, kept: 1000, truncated: false });
 });
 
+test('done resolves only after the output files are written and closed', async () => {
+  const size = 20_000_000;
+  const fdsBefore = openFds();
+  const job = start(`head -c ${size} /dev/zero`, { outputLimit: size });
+  const r = await within(job.done, 10_000);
+  assert.is(openFds(), fdsBefore, 'no file descriptor left open');
+  assert.is(statSync(join(job.dir, 'stdout')).size, size);
+  assert.equal(r.stdout, { bytes: size, kept: size, truncated: false });
+});
+
 // Streaming alone grows RSS by ~30-40 MB here (garbage chunks awaiting GC, same with plain
 // child_process), so 200 MB of output is what makes buffering it visibly break the bound.
 test('200 MB of output: memory stays bounded', async () => {
@@ -235,7 +244,7 @@ test('binary output is kept byte for byte, under and over the cap', async () => 
   assert.ok(readFileSync(join(capped.dir, 'stdout')).equals(data.subarray(0, 123_457)));
 });
 
-test('could not start: bad cwd, cwd that is a file, unwritable output path', async () => {
+test('could not start: bad cwd, cwd that is a file', async () => {
   const check = (r: RunJobResult, needle: string) => {
     assert.equal([r.exitCode, r.signal, r.timedOut, r.cancelled], [null, null, false, false]);
     assert.ok(r.error?.startsWith('could not start: '), r.error ?? 'null');
@@ -249,14 +258,20 @@ test('could not start: bad cwd, cwd that is a file, unwritable output path', asy
   const file = join(root, 'a-file');
   writeFileSync(file, '');
   check(await within(start('echo hi', { cwd: file }).done, 5000), file);
+});
 
-  const noDir = start('echo hi', { stdoutPath: join(missing, 'stdout') });
-  assert.is(noDir.pid, undefined);
-  check(await within(noDir.done, 5000), 'cannot open output file');
+test('output files and their directory are created on the first byte, and only then', async () => {
+  const dir = join(root, 'later', 'deeper');
+  const silent = await within(start('true', { stdoutPath: join(dir, 'quiet.out'), stderrPath: join(dir, 'quiet.err') }).done, 5000);
+  assert.is(silent.error, null);
+  assert.is(existsSync(dir), false, 'a job that prints nothing creates no file');
+  const loud = await within(start('echo hi', { stdoutPath: join(dir, 'loud.out'), stderrPath: join(dir, 'loud.err') }).done, 5000);
+  assert.is(loud.error, null);
+  assert.is(readFileSync(join(dir, 'loud.out'), 'utf8'), 'hi\n');
+  assert.is(existsSync(join(dir, 'loud.err')), false);
 });
 
 test('no stray processes after the suite', async () => {
-  for (const pid of escapees) try { process.kill(pid, 'SIGKILL'); } catch {}
   await noStrays();
 });
 

@@ -60,13 +60,13 @@ export class Engine {
     return durable.events;
   }
 
-  private async decideAndStage(command: Command): Promise<{ events: StoredEvent[]; durable: Promise<void> }> {
+  private async decideAndStage(command: Command): Promise<Awaited<ReturnType<LogStore["stage"]>>> {
     const now = this.clock();
     const ids = jobsNamedBy(command);
     const views = await this.store.getManyThrough<JobView>('jobs', ids);
     const jobs = new Map(ids.map((id, i) => [id, views[i]]));
     const data = decide(command, { jobs, config: await this.config() }, now);
-    const staged = await this.store.stage(data, now);
+    const staged = await this.store.stage(data, now, jobs);
     // Keep the in-memory mirrors (runnable queue, config) in step with what was staged.
     if (this.runnable) for (const [id, job] of staged.jobs) this.runnable.update(id, job);
     for (const e of staged.events) {
@@ -87,8 +87,8 @@ export class Engine {
     if (!staged) return null;
     await staged.durable;
     const claimed = staged.events[0];
-    if (claimed?.type !== 'JobClaimed') throw new Error('claim produced no JobClaimed event');
-    const job = await this.store.sublevel('jobs').get(claimed.jobId);
+    const job = claimed?.type === 'JobClaimed' ? staged.jobs.get(claimed.jobId) : undefined;
+    if (claimed?.type !== 'JobClaimed' || !job) throw new Error('claim produced no JobClaimed event');
     return { job, attempt: claimed.attempt, leaseUntil: claimed.leaseUntil };
   }
 

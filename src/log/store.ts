@@ -164,7 +164,12 @@ export class LogStore {
    * not interleave stage() calls (the engine serialises them). Returns the stored events, each
    * touched job as it now is, and the promise of their durability.
    */
-  async stage(data: readonly EventData[], at: number): Promise<{ events: StoredEvent[]; jobs: Map<string, JobView | undefined>; durable: Promise<void> }> {
+  async stage(
+    data: readonly EventData[],
+    at: number,
+    /** Job views the caller has just read through the overlay (saves reading them again). */
+    known?: ReadonlyMap<string, JobView | undefined>,
+  ): Promise<{ events: StoredEvent[]; jobs: Map<string, JobView | undefined>; durable: Promise<void> }> {
     const batch = this.batch();
     const events = data.map((d) => ({ ...d, pos: ++this.staged, at, v: EVENT_SCHEMA_VERSION }) as StoredEvent);
     let jobs: Map<string, JobView | undefined>;
@@ -172,6 +177,8 @@ export class LogStore {
     try {
       const ops = batch.ops;
       const loaded = new Map<string, unknown>();
+      const jobsPrefix = this.subs.get('jobs')!.prefix;
+      for (const [id, view] of known ?? []) loaded.set(jobsPrefix + id, view ?? DELETED);
       const space: KeySpace = {
         get: (k) => {
           const v = ops.get(k) ?? loaded.get(k);

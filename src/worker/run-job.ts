@@ -1,4 +1,5 @@
-import { closeSync, createWriteStream, openSync } from 'node:fs';
+import { createWriteStream, mkdirSync, type WriteStream } from 'node:fs';
+import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { execa } from 'execa';
 
@@ -44,21 +45,14 @@ const DRAIN_MS = 500;
 export function runJob(opts: RunJobOptions): RunningJob {
   const start = performance.now();
   const grace = opts.graceMs ?? 2000;
-  const fds: number[] = [];
-  try {
-    fds.push(openSync(opts.stdoutPath, 'w'), openSync(opts.stderrPath, 'w'));
-  } catch (err) {
-    fds.forEach((fd) => closeSync(fd));
-    return notStarted(`cannot open output file: ${(err as Error).message}`, start);
-  }
 
   const child = execa('/bin/sh', ['-c', opts.command], {
     cwd: opts.cwd, env: opts.env, detached: true, stdin: 'ignore',
     buffer: false, encoding: 'buffer', reject: false,
   });
   const pid = child.pid;
-  const stdout = capture(child.stdout, fds[0]!, opts.stdoutPath, opts.outputLimit);
-  const stderr = capture(child.stderr, fds[1]!, opts.stderrPath, opts.outputLimit);
+  const stdout = capture(child.stdout, opts.stdoutPath, opts.outputLimit);
+  const stderr = capture(child.stderr, opts.stderrPath, opts.outputLimit);
 
   let reason: 'timeout' | 'cancel' | undefined;
   let exited = false, termSent = false, settled = false;
@@ -142,12 +136,18 @@ export function runJob(opts: RunJobOptions): RunningJob {
 }
 
 // Counts everything, writes only the first `limit` bytes: memory stays bounded whatever the job prints.
-function capture(source: Readable, fd: number, path: string, limit: number): Promise<OutputCapture> {
-  const file = createWriteStream(path, { fd });
-  file.on('error', () => {}); // e.g. disk full: the job's outcome does not depend on its log
+// The file (and its directory) is created on the first byte: most jobs print nothing, and two
+// opens, two closes and a mkdir per job cost more than running `true`.
+function capture(source: Readable, path: string, limit: number): Promise<OutputCapture> {
+  let file: WriteStream | null = null;
   const c: OutputCapture = { bytes: 0, kept: 0, truncated: false };
   source.on('data', (chunk: Buffer) => {
     if (c.kept < limit) {
+      if (!file) {
+        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+        file = createWriteStream(path, { mode: 0o600 });
+        file.on('error', () => {}); // e.g. disk full: the job's outcome does not depend on its log
+      }
       const part = chunk.subarray(0, limit - c.kept);
       file.write(part);
       c.kept += part.length;
@@ -157,9 +157,10 @@ function capture(source: Readable, fd: number, path: string, limit: number): Pro
   });
   return new Promise((resolve) => {
     source.once('close', () => {
-      if (file.closed) return resolve(c);
-      file.once('close', () => resolve(c));
-      file.end();
+      const f = file as WriteStream | null;
+      if (!f || f.closed) return resolve(c);
+      f.once('close', () => resolve(c));
+      f.end();
     });
   });
 }

@@ -1,7 +1,6 @@
 // The worker runtime: N slots in one process, each claiming a job through the queue, running
 // it in its own process group and reporting the result. Heartbeats keep the claims' leases
 // alive and tell a slot when its job was cancelled or its claim lost.
-import { mkdirSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AttemptResult } from '../domain/decide.ts';
@@ -94,7 +93,6 @@ export class WorkerPool {
   private async execute({ job, attempt, outputLimit }: Claim & { outputLimit: number }): Promise<void> {
     const { home, log, queue } = this.options;
     const dir = join(home.logs, job.id);
-    mkdirSync(dir, { recursive: true, mode: 0o700 });
     log(`${job.id} started (attempt ${job.attempts}): ${job.command}`);
     const handle = runJob({
       command: job.command,
