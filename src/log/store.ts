@@ -430,7 +430,10 @@ export class LogStore {
   /** Recompute every projection from position 0. Returns the number of events folded. */
   async rebuild(): Promise<number> {
     await this.drain();
-    await this.meta.put('checkpoint', -1, opts({ sync: this.sync }));
+    // Forget the versions first: a rebuild interrupted at any point (even mid-clear) is then
+    // seen as stale on the next open and started again from scratch, never resumed on top of
+    // half-cleared data.
+    await this.write(new Map<string, unknown>([[`${this.meta.prefix}versions`, DELETED], [`${this.meta.prefix}checkpoint`, -1]]), this.sync);
     await this.clear([...this.subs.values()]);
     const count = await this.replayInto(this.targets, 0, true);
     await this.db.batch(
