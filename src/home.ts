@@ -43,7 +43,7 @@ export const prepareHome = (home: Home): void => {
   }
 };
 
-export const checkOwnership = (path: string, st: { uid: number; mode: number }, what: string): void => {
+export const checkOwnership = (path: string, st: { uid: number; mode: number; isSocket?: () => boolean }, what: string): void => {
   const uid = process.getuid?.();
   if (uid !== undefined && st.uid !== uid) {
     throw new QueuectlError('QUEUECTL_UNSAFE_PERMISSIONS', `the ${what} ${path} belongs to another user (uid ${st.uid}); use a directory of your own`);
@@ -51,7 +51,7 @@ export const checkOwnership = (path: string, st: { uid: number; mode: number }, 
   if ((st.mode & 0o022) !== 0) {
     throw new QueuectlError(
       'QUEUECTL_UNSAFE_PERMISSIONS',
-      `the ${what} ${path} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); fix it with: chmod 700 ${path}`,
+      `the ${what} ${path} is writable by group or others (mode ${(st.mode & 0o777).toString(8)}); fix it with: chmod ${st.isSocket?.() ? 600 : 700} ${path}`,
     );
   }
 };

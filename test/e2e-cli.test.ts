@@ -159,7 +159,7 @@ test('config set max_retries changes how often jobs without their own limit run'
   assert.equal([(await job(P, 'follows')).state, (await job(P, 'own')).state], ['dead', 'dead']);
   const sets = of(await events(P), 'ConfigSet').map((e) => [e.key, e.value]);
   assert.equal(sets, [['backoff_max', 0], ['max_retries', 1]]);
-  assert.match(w.lines.join('\n'), /follows failed \(exit code 1\) after [\d.]+s; moved to the DLQ after 2 attempts/);
+  assert.match(w.lines.join('\n'), /follows failed after [\d.]+s: exit code 1; moved to the DLQ after 2 attempts/);
 });
 
 test('history shows the exact event sequence, in order, as JSON and as a table', async () => {
@@ -339,8 +339,8 @@ test('a failing job is retried after backoff_base^n seconds and lands in the DLQ
   assert.ok(entry, JSON.stringify(dlq));
   assert.match(entry.dead_at, /^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$/);
   assert.match(ok(await S('dlq', 'list')), /\nflaky\s+\S+\s+3\s+exit code 1\s+echo/);
-  assert.match(slowWorker.lines.join('\n'), /flaky failed \(exit code 1\) after [\d.]+s; retry 1\/2 in 1\.5s/);
-  assert.match(slowWorker.lines.join('\n'), /flaky failed \(exit code 1\) after [\d.]+s; retry 2\/2 in 2\.25s/);
+  assert.match(slowWorker.lines.join('\n'), /flaky failed after [\d.]+s: exit code 1; retry 1\/2 in 1\.5s/);
+  assert.match(slowWorker.lines.join('\n'), /flaky failed after [\d.]+s: exit code 1; retry 2\/2 in 2\.25s/);
 });
 
 test('dlq retry runs a dead job again with its attempts reset; its history keeps every attempt', async () => {

@@ -263,11 +263,20 @@ test("a worker process's jobs do not outlive it: after SIGKILL, none of its jobs
   await statusUntil(q, (s) => s.jobs.completed === 2, 30_000, 'both jobs to complete', 200);
   const runs = linesOf(out);
   note(runs.join(' / '));
+  // A run that never wrote "end" was killed (with its worker's lease); a run that did must not
+  // have had another run of the same job start between its start and its end.
   const overlapping = all.filter((id) => {
-    let live = 0;
-    return runs.filter((l) => l.startsWith(`${id} `)).some((l) => (live += l.includes(' start ') ? 1 : -1) > 1);
+    const mine = runs.filter((l) => l.startsWith(`${id} `));
+    return mine.some((l, i) => {
+      if (!l.includes(' end ')) return false;
+      const attempt = l.split(' ')[2];
+      const started = mine.indexOf(`${id} start ${attempt}`);
+      return mine.slice(started + 1, i).some((m) => m.includes(' start '));
+    });
   });
   assert.equal(overlapping, [], `no job ran twice at the same time, but the killed worker's job processes kept running: ${runs.join(' / ')}`);
+  const killedRuns = all.filter((id) => !runs.includes(`${id} end 1`));
+  assert.equal(killedRuns, all, `the killed worker's first runs were ended when their leases expired: ${runs.join(' / ')}`);
   await b.stop();
 });
 

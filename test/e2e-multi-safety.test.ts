@@ -125,11 +125,11 @@ test('a worker process frozen past its lease: its attempt expires and runs elsew
       note('lease of attempt 1 expired while its worker was frozen; attempt 2 runs in the other worker');
       process.kill(frozen.pid, 'SIGCONT');
       resumed = true;
-      await until(() => frozen.lines.some((l) => /fenced: result of attempt 1 not recorded|fenced (completed|failed)/.test(l)), 10_000, 'the woken worker to report attempt 1');
+      await until(() => frozen.lines.some((l) => /fenced ended; its attempt was no longer current|fenced (completed|failed)/.test(l)), 10_000, 'the woken worker to report attempt 1');
       assert.is(json<{ state: string }>(await q('show', 'fenced', '--json')).state, 'processing', 'attempt 2 still runs when attempt 1 reports');
       await until(async () => (await history(q, 'fenced')).some((e) => e.type === 'JobSucceeded'), 15_000, 'attempt 2 to succeed');
       const log = frozen.lines.join('\n');
-      assert.match(log, /fenced: result of attempt 1 not recorded: attempt 1 of job 'fenced' is no longer current/, log);
+      assert.match(log, /fenced ended; its attempt was no longer current \(cancelled, or claim expired\), so the result was not recorded/, log);
       const es = await history(q, 'fenced');
       assert.equal(es.map((e) => `${e.type}${e.attempt === undefined ? '' : `#${e.attempt}`}`), ['JobEnqueued', 'JobClaimed#1', 'JobLeaseExpired#1', 'JobClaimed#2', 'JobSucceeded#2'], 'the late result of attempt 1 left no trace');
       assert.is(es[3]!.workerId, json<{ workers: { pid: number; id: string }[] }>(await q('status', '--json')).workers.find((w) => w.pid === other.pid)?.id);

@@ -254,7 +254,7 @@ export const describeEvent = (e: StoredEvent): string => {
     case 'ConfigSet':
       return `${e.key} = ${e.value}`;
     case 'WorkerStarted':
-      return `worker ${e.workerId} (pid ${e.pid}, ${e.slots} slots)`;
+      return `worker ${e.workerId} (pid ${e.pid}, ${e.slots} slot${e.slots === 1 ? '' : 's'})`;
     case 'WorkerStopped':
       return `worker ${e.workerId}: ${e.reason}`;
   }

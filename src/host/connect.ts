@@ -26,6 +26,8 @@ interface Link {
   readonly lost: boolean;
 }
 
+const HELLO_TIMEOUT_MS = 3000;
+
 const hostLost = (): QueuectlError => new QueuectlError('QUEUECTL_HOST_LOST', 'the queuectl host process went away');
 
 class RemoteLink implements Link {
@@ -49,15 +51,24 @@ class RemoteLink implements Link {
     socket.on('error', () => {});
     const link = new RemoteLink(socket);
     const hello = await new Promise<Hello & Response>((resolve, reject) => {
+      // A host that is stopped (Ctrl-Z) or hung accepts connections but never answers.
+      const timer = setTimeout(() => {
+        socket.destroy();
+        reject(new QueuectlError('QUEUECTL_BUSY', `the queuectl host of ${path.replace(/\/host\.sock$/, '')} does not answer; if it was stopped with Ctrl-Z, resume it (fg, or kill -CONT <pid>)`));
+      }, HELLO_TIMEOUT_MS);
       let first = true;
       readLines(socket, (msg) => {
         if (first) {
           first = false;
+          clearTimeout(timer);
           return resolve(msg as Hello & Response);
         }
         link.receive(msg as Response);
       });
-      socket.once('close', () => reject(hostLost()));
+      socket.once('close', () => {
+        clearTimeout(timer);
+        reject(hostLost());
+      });
       send(socket, { hello: 'queuectl', protocol: PROTOCOL_VERSION, pid: process.pid } satisfies Hello);
     });
     if (hello.error) {
@@ -113,9 +124,10 @@ class LocalLink implements Link {
   }
 
   async close(): Promise<void> {
-    // Clients first: they notice the close and one of them takes over; no answer is then lost.
-    if (this.server) await closeServer(this.server, this.connections);
+    // Stop first: waiting claims answer "nothing" while their clients can still hear it;
+    // then the clients go (one of them takes over), then the database.
     this.host.stop();
+    if (this.server) await closeServer(this.server, this.connections);
     await this.host.engine.close();
   }
 }
@@ -176,7 +188,7 @@ export class Queue {
           this.link = await RemoteLink.open(this.home.socket);
           return this.link;
         } catch (e) {
-          if (e instanceof QueuectlError && e.code === 'QUEUECTL_PROTOCOL_MISMATCH') throw e;
+          if (e instanceof QueuectlError && (e.code === 'QUEUECTL_PROTOCOL_MISMATCH' || e.code === 'QUEUECTL_BUSY')) throw e;
         }
       }
       try {

@@ -10,7 +10,7 @@ import { isJobState } from '../engine/engine.ts';
 import { QueuectlError, isQueuectlError } from '../errors.ts';
 import type { StoredEvent } from '../events.ts';
 import { JOB_STATES } from '../domain/types.ts';
-import { isAlive } from './pids.ts';
+import { isAlive, killAttempt, runTag } from './pids.ts';
 
 export interface RunningAttempt { jobId: string; attempt: number }
 
@@ -107,6 +107,7 @@ export class Host {
     for (const [jobId, lease] of [...this.leases]) {
       if (lease.deadline > now) continue;
       this.leases.delete(jobId);
+      killAttempt(runTag(lease.workerId, jobId, lease.attempt));
       await this.engine
         .execute({ type: 'expireLease', jobId, attempt: lease.attempt, reason: 'worker lost' })
         .catch((e) => { if (!isQueuectlError(e)) throw e; });

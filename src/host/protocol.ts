@@ -15,12 +15,19 @@ export const readLines = (socket: Socket, onMessage: (msg: unknown) => void): vo
   socket.setEncoding('utf8');
   socket.on('data', (chunk: string) => {
     buffered += chunk;
-    let nl = buffered.indexOf('\n');
-    while (nl >= 0) {
+    for (let nl = buffered.indexOf('\n'); nl >= 0; nl = buffered.indexOf('\n')) {
       const line = buffered.slice(0, nl);
       buffered = buffered.slice(nl + 1);
-      if (line.trim() !== '') onMessage(JSON.parse(line));
-      nl = buffered.indexOf('\n');
+      if (line.trim() === '') continue;
+      let msg: unknown;
+      try {
+        msg = JSON.parse(line);
+      } catch {
+        // Not our protocol: drop the peer, never the process.
+        socket.destroy();
+        return;
+      }
+      onMessage(msg);
     }
   });
 };

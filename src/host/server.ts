@@ -46,14 +46,18 @@ const handleConnection = (host: Host, socket: Socket): void => {
       return;
     }
     const req = msg as Request;
-    const handler = host.api[req.method as Method] as ((p: unknown) => Promise<unknown>) | undefined;
-    if (!handler) {
-      send(socket, { id: req.id, error: { code: 'QUEUECTL_PROTOCOL_MISMATCH', message: `the host does not know the call '${req.method}'` } });
+    const method = typeof req === 'object' && req !== null && typeof req.method === 'string' ? req.method : '';
+    // own properties only: `constructor` or `__proto__` are not calls
+    const handler = Object.hasOwn(host.api, method) ? (host.api[method as Method] as (p: unknown) => Promise<unknown>) : undefined;
+    if (!handler || typeof req.id !== 'number') {
+      send(socket, { id: req?.id ?? null, error: { code: 'QUEUECTL_PROTOCOL_MISMATCH', message: `the host does not know the call '${method}'` } });
       return;
     }
     if (req.method === 'workerStart') workers.add((req.params as { workerId: string }).workerId);
     if (req.method === 'workerStop') workers.delete((req.params as { workerId: string }).workerId);
-    handler(req.params).then(
+    Promise.resolve()
+      .then(() => handler(req.params))
+      .then(
       (result) => send(socket, { id: req.id, result: result ?? null }),
       (e: unknown) => {
         const error = isQueuectlError(e) ? { code: e.code, message: e.message } : { code: 'QUEUECTL_FAILED', message: String((e as Error)?.message ?? e) };

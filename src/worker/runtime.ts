@@ -10,6 +10,7 @@ import type { StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import { type RunningJob, runJob } from './run-job.ts';
+import { RUN_TAG, runTag } from '../host/pids.ts';
 
 export interface WorkerOptions {
   queue: Queue;
@@ -64,7 +65,7 @@ export class WorkerPool {
       for (const jobId of drop) {
         const r = this.running.get(jobId);
         if (r) {
-          this.options.log(`${jobId} is no longer ours (cancelled or lease lost): ending it`);
+          this.options.log(`${jobId} was cancelled (or its claim expired): ending it`);
           r.handle.cancel();
         }
       }
@@ -97,7 +98,7 @@ export class WorkerPool {
     const handle = runJob({
       command: job.command,
       cwd: job.cwd,
-      env: { QUEUECTL_JOB_ID: job.id, QUEUECTL_ATTEMPT: String(job.attempts) },
+      env: { QUEUECTL_JOB_ID: job.id, QUEUECTL_ATTEMPT: String(job.attempts), [RUN_TAG]: runTag(this.workerId, job.id, attempt) },
       timeoutMs: job.timeoutMs ?? undefined,
       outputLimit,
       stdoutPath: join(dir, `${attempt}.stdout`),
@@ -119,7 +120,7 @@ export class WorkerPool {
       log(describe(job.id, events, r.durationMs));
     } catch (e) {
       if (!isQueuectlError(e)) throw e;
-      log(`${job.id}: result of attempt ${attempt} not recorded: ${e.message}`);
+      log(e.code === 'QUEUECTL_STALE_ATTEMPT' ? `${job.id} ended; its attempt was no longer current (cancelled, or claim expired), so the result was not recorded` : `${job.id}: result of attempt ${attempt} not recorded: ${e.message}`);
     }
   }
 }
@@ -129,8 +130,9 @@ const describe = (id: string, events: StoredEvent[], durationMs: number): string
   const e = events[0];
   if (e?.type === 'JobSucceeded') return `${id} completed in ${seconds(durationMs)}`;
   if (e?.type === 'JobFailed') {
-    if (e.retryAt === null) return `${id} failed (${e.error}) after ${seconds(durationMs)}; moved to the DLQ after ${e.maxRetries + 1} attempts`;
-    return `${id} failed (${e.error}) after ${seconds(durationMs)}; retry ${e.retry}/${e.maxRetries} in ${seconds(e.retryAt - e.at)}`;
+    const runs = e.maxRetries + 1;
+    if (e.retryAt === null) return `${id} failed after ${seconds(durationMs)}: ${e.error}; moved to the DLQ after ${runs} attempt${runs === 1 ? '' : 's'}`;
+    return `${id} failed after ${seconds(durationMs)}: ${e.error}; retry ${e.retry}/${e.maxRetries} in ${seconds(e.retryAt - e.at)}`;
   }
   return `${id} finished`;
 };
