@@ -19,6 +19,15 @@ type Sub = AbstractSublevel<AnyLevel, any, string, any>;
 
 export const FORMAT = { app: 'queuectl', format: 1 } as const;
 const DELETED = Symbol('deleted');
+const CACHE_MAX = 20_000;
+/**
+ * Reads of up to this many keys use LevelDB's synchronous get: a point lookup costs a few
+ * microseconds, the thread-pool round trip of getMany ~100 µs, and the serial section would
+ * otherwise sit idle waiting for it once per command.
+ */
+const SYNC_READ_MAX = 64;
+/** A read of more keys than this (a bulk enqueue) is not cached: it would only flush the cache. */
+const CACHE_FILL_MAX = 256;
 // classic-level's write and iterator options (sync, highWaterMarkBytes) are not in abstract-level's types.
 const opts = (o: Record<string, unknown>): {} => o;
 
@@ -83,6 +92,12 @@ export class LogStore {
   /** True while stage() fills the open batch: it must not be written half-staged. */
   private staging = false;
   private inFlight: Batch | null = null;
+  /**
+   * Durable values of keys decisions read often (counts, workers, the jobs being worked on),
+   * full key -> value or DELETED. This process is the only writer: each committed batch
+   * updates the keys cached, so the cache never lags the disk.
+   */
+  private readonly cache = new Map<string, unknown>();
   private broken: unknown = null;
   private listeners = new Set<(events: StoredEvent[]) => void>();
   /** Position of the last staged event (committed or not). */
@@ -171,17 +186,22 @@ export class LogStore {
     known?: ReadonlyMap<string, JobView | undefined>,
   ): Promise<{ events: StoredEvent[]; jobs: Map<string, JobView | undefined>; durable: Promise<void> }> {
     const batch = this.batch();
+    const before = this.staged;
     const events = data.map((d) => ({ ...d, pos: ++this.staged, at, v: EVENT_SCHEMA_VERSION }) as StoredEvent);
+    // A stage that fails (a read error, a projection that throws) must leave nothing behind in
+    // a batch other commands share: it folds into its own map, merged only on success. The
+    // first stage of a batch may fold into the batch itself and empty it on failure.
+    const shared = batch.ops.size > 0;
+    const ops: Ops = shared ? new Map() : batch.ops;
     let jobs: Map<string, JobView | undefined>;
     this.staging = true;
     try {
-      const ops = batch.ops;
       const loaded = new Map<string, unknown>();
       const jobsPrefix = this.subs.get('jobs')!.prefix;
       for (const [id, view] of known ?? []) loaded.set(jobsPrefix + id, view ?? DELETED);
       const space: KeySpace = {
         get: (k) => {
-          const v = ops.get(k) ?? loaded.get(k);
+          const v = ops.get(k) ?? batch.ops.get(k) ?? loaded.get(k);
           return v === DELETED ? undefined : v;
         },
         set: (k, v) => void ops.set(k, v),
@@ -191,13 +211,15 @@ export class LogStore {
           const inFlight = this.inFlight?.ops;
           const missing: string[] = [];
           for (const k of keys) {
-            if (ops.has(k)) continue;
-            const v = inFlight?.get(k);
+            if (ops.has(k) || batch.ops.has(k) || loaded.has(k)) continue;
+            const v = inFlight?.get(k) ?? this.cache.get(k);
             if (v !== undefined) loaded.set(k, v);
             else missing.push(k);
           }
           const values = await this.getRaw(missing);
           missing.forEach((k, i) => loaded.set(k, values[i] ?? DELETED));
+          // Read inside the serial section with no write to these keys pending: safe to keep.
+          if (missing.length <= CACHE_FILL_MAX) missing.forEach((k) => this.remember(k, loaded.get(k)));
         },
       };
       jobs = await this.fold(events, space);
@@ -207,18 +229,37 @@ export class LogStore {
         if (jobId !== null) ops.set(this.stream.prefix + streamKey(jobId, e.pos), 1);
       }
       ops.set(`${this.meta.prefix}checkpoint`, this.staged);
+      if (shared) for (const [k, v] of ops) batch.ops.set(k, v);
+    } catch (err) {
+      this.staged = before;
+      if (!shared) {
+        // nothing else is in this batch: drop it, or drain() would wait for it forever
+        batch.ops.clear();
+        if (this.open === batch && batch.events.length === 0) this.open = null;
+      }
+      throw err;
     } finally {
       this.staging = false;
     }
-    batch.events.push(...events);
+    for (const e of events) batch.events.push(e);
     this.flush();
     return { events, jobs, durable: batch.durable };
+  }
+
+  /** Keep a key read from disk; the oldest entries leave first once the cache is full. */
+  private remember(key: string, value: unknown): void {
+    this.cache.delete(key);
+    this.cache.set(key, value ?? DELETED);
+    if (this.cache.size > CACHE_MAX) {
+      const iter = this.cache.keys();
+      for (let i = 0; i < CACHE_MAX / 10; i++) this.cache.delete(iter.next().value as string);
+    }
   }
 
   /** Raw values of full keys (JSON-decoded), in one round trip. */
   private async getRaw(keys: readonly string[]): Promise<unknown[]> {
     if (keys.length === 0) return [];
-    const raw = (await this.db.getMany(keys as string[])) as (string | undefined)[];
+    const raw = (keys.length <= SYNC_READ_MAX && (this.db.supports as { getSync?: boolean }).getSync ? keys.map((k) => this.db.getSync(k)) : await this.db.getMany(keys as string[])) as (string | undefined)[];
     return raw.map((v) => (v === undefined ? undefined : JSON.parse(v)));
   }
 
@@ -251,20 +292,24 @@ export class LogStore {
     return jobs;
   }
 
-  /** Several keys of a projection as decisions see them, in one database round trip. */
+  /**
+   * Several keys of a projection as decisions see them, in one database round trip. Call it
+   * only from the serial section (no stage() meanwhile): what it reads from disk is cached.
+   */
   async getManyThrough<T>(name: string, keys: readonly string[]): Promise<(T | undefined)[]> {
     const sub = this.sublevel(name);
     const out: (T | undefined)[] = new Array(keys.length);
     const missing: number[] = [];
     keys.forEach((key, i) => {
       const k = sub.prefix + key;
-      const value = this.open?.ops.get(k) ?? this.inFlight?.ops.get(k);
+      const value = this.open?.ops.get(k) ?? this.inFlight?.ops.get(k) ?? this.cache.get(k);
       if (value !== undefined) out[i] = value === DELETED ? undefined : (value as T);
       else missing.push(i);
     });
     if (missing.length > 0) {
-      const found = await sub.getMany(missing.map((i) => keys[i]!));
+      const found = await this.getRaw(missing.map((i) => sub.prefix + keys[i]!));
       missing.forEach((i, j) => (out[i] = found[j] as T | undefined));
+      if (missing.length <= CACHE_FILL_MAX) missing.forEach((i) => this.remember(sub.prefix + keys[i]!, out[i]));
     }
     return out;
   }
@@ -284,6 +329,7 @@ export class LogStore {
     this.write(batch.ops, this.sync).then(
       () => {
         this.committed = batch.events.at(-1)?.pos ?? this.committed;
+        if (this.cache.size > 0) for (const [k, v] of batch.ops) if (this.cache.has(k)) this.cache.set(k, v);
         this.inFlight = null;
         batch.resolve();
         for (const l of this.listeners) l(batch.events);
@@ -362,7 +408,7 @@ export class LogStore {
    * Fold events [from, committed] into `targets`. Writes go out in chunks with the checkpoint
    * (when `scratch` is false), so an interrupted rebuild resumes where it stopped.
    */
-  private async replayInto(targets: readonly (readonly [Projection, string])[], from: number, fresh: boolean, scratch = false): Promise<number> {
+  private async replayInto(targets: readonly (readonly [Projection, string])[], from: number, fresh: boolean, scratch = false, before: Promise<void> = Promise.resolve()): Promise<number> {
     const CHUNK = 1000; // events folded together: one load of the keys they read
     const FLUSH = 50_000; // events between writes (and checkpoints): more coalesce in memory
     let cache = new Map<string, unknown>();
@@ -387,6 +433,7 @@ export class LogStore {
     // While fresh, the disk holds only what earlier flushes wrote: a delete of any other key
     // (a runnable entry put and removed within one window, say) need not be written at all.
     const persisted = new Set<string>();
+    let writing: Promise<void> = before;
     const flushChunk = async () => {
       if (!scratch) dirty.set(`${this.meta.prefix}checkpoint`, last);
       if (fresh) {
@@ -395,10 +442,15 @@ export class LogStore {
           else if (!persisted.has(k)) dirty.delete(k);
         }
       }
-      await this.write(dirty, false);
+      // One write in flight while the next events fold: the disk and the CPU work at once.
+      // Never two, so they land in order.
+      await writing;
+      writing = this.write(dirty, false);
+      writing.catch(() => {}); // observed by the next await; never an unhandled rejection
       dirty = new Map();
       // A fresh rebuild can trust a cache miss only while the cache holds every key written.
       if (cache.size > 500_000) {
+        await writing; // what is read from disk from now on must include it
         cache = new Map();
         persisted.clear();
         fresh = false;
@@ -418,6 +470,7 @@ export class LogStore {
     }
     await foldChunk();
     await flushChunk();
+    await writing;
     return count;
   }
 
@@ -430,12 +483,15 @@ export class LogStore {
   /** Recompute every projection from position 0. Returns the number of events folded. */
   async rebuild(): Promise<number> {
     await this.drain();
+    this.cache.clear();
     // Forget the versions first: a rebuild interrupted at any point (even mid-clear) is then
     // seen as stale on the next open and started again from scratch, never resumed on top of
     // half-cleared data.
     await this.write(new Map<string, unknown>([[`${this.meta.prefix}versions`, DELETED], [`${this.meta.prefix}checkpoint`, -1]]), this.sync);
-    await this.clear([...this.subs.values()]);
-    const count = await this.replayInto(this.targets, 0, true);
+    // Events are read and folded while the old projections are cleared; the first write waits for it.
+    const clearing = this.clear([...this.subs.values()]);
+    clearing.catch(() => {});
+    const count = await this.replayInto(this.targets, 0, true, false, clearing);
     await this.db.batch(
       [
         { type: 'put', sublevel: this.meta, key: 'checkpoint', value: this.committed },

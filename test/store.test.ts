@@ -1,0 +1,81 @@
+// The log store's batch assembly, over the real LevelDB: a stage that fails leaves nothing in
+// the batch it shares with other commands, and one stage may hold more events than a call's
+// argument list can.
+import { mkdtempSync, rmSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { ClassicLevel } from 'classic-level';
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { EventData, StoredEvent } from '../src/events.ts';
+import { type AnyLevel, LogStore } from '../src/log/store.ts';
+import { PROJECTIONS } from '../projections/index.ts';
+import type { Projection } from '../projections/projection.ts';
+
+const T0 = 1_800_000_000_000;
+
+const enqueued = (id: string, command = 'true'): EventData =>
+  ({ type: 'JobEnqueued', jobId: id, command, cwd: '/tmp', priority: 0, maxRetries: null, runAt: null, timeoutMs: null }) as EventData;
+
+/** A projection that refuses one command: a stand-in for any failure in the middle of a fold. */
+const refusing: Projection = {
+  name: 'refusing',
+  version: 1,
+  apply(event, view) {
+    if (event.type === 'JobEnqueued' && (event as StoredEvent & { command: string }).command === 'boom') throw new Error('boom');
+    view.put('seen', event.pos);
+  },
+};
+
+const withStore = async (projections: readonly Projection[], fn: (store: LogStore, dir: string) => Promise<void>): Promise<void> => {
+  const dir = mkdtempSync(join(tmpdir(), 'queuectl-store-'));
+  const store = await LogStore.open(new ClassicLevel(join(dir, 'db')) as unknown as AnyLevel, { projections });
+  try {
+    await fn(store, dir);
+  } finally {
+    await store.close();
+    rmSync(dir, { recursive: true, force: true });
+  }
+};
+
+const allEvents = async (store: LogStore): Promise<StoredEvent[]> => {
+  const out: StoredEvent[] = [];
+  for await (const e of store.readEvents()) out.push(e);
+  return out;
+};
+
+test('a failed stage leaves nothing behind, in a shared batch or a fresh one', async () => {
+  await withStore([...PROJECTIONS, refusing], async (store) => {
+    // a: written at once (in flight); b joins the next batch; c fails in that shared batch; d follows
+    const a = await store.stage([enqueued('a')], T0);
+    const b = await store.stage([enqueued('b')], T0);
+    await assert.not.ok(await store.stage([enqueued('c', 'boom')], T0).then(() => true, () => false));
+    const d = await store.stage([enqueued('d')], T0);
+    await Promise.all([a.durable, b.durable, d.durable]);
+    // e fails as the first stage of a fresh batch; f follows in the same batch
+    await assert.not.ok(await store.stage([enqueued('e', 'boom')], T0).then(() => true, () => false));
+    const drained = await Promise.race([store.drain().then(() => true), new Promise((r) => setTimeout(r, 5000, false))]);
+    assert.ok(drained, 'drain() returns after a failed stage (no empty batch left waiting)');
+    await store.append([enqueued('f')], T0);
+
+    const events = await allEvents(store);
+    assert.equal(events.map((e) => (e as StoredEvent & { jobId: string }).jobId), ['a', 'b', 'd', 'f']);
+    assert.equal(events.map((e) => e.pos), [0, 1, 2, 3], 'positions stay contiguous');
+    assert.equal(await store.sublevel('jobs').get('c'), undefined);
+    assert.equal(await store.sublevel('jobs').get('e'), undefined);
+    assert.equal((await store.readStream('c')).length, 0);
+    const { differences } = await store.verify();
+    assert.equal(differences, []);
+  });
+});
+
+test('one stage of 150,000 events (more than a call can spread as arguments)', async () => {
+  await withStore(PROJECTIONS, async (store) => {
+    const n = 150_000;
+    const events = await store.append(Array.from({ length: n }, (_, i) => enqueued(`j${i}`)), T0);
+    assert.is(events.length, n);
+    assert.is(store.committed, n - 1);
+  });
+});
+
+test.run();
