@@ -147,8 +147,14 @@ export class Engine {
     return jobs.filter((j): j is JobView => j !== undefined);
   }
 
-  /** The oldest job waiting in a state (e.g. the oldest pending). */
+  /**
+   * The oldest job waiting in a state (e.g. the oldest pending). The index range of a state
+   * holds a deletion marker for every job that ever left it, which LevelDB skips one by one
+   * until compaction drops them (~0.3 µs each: 100 ms after 333k jobs went through): the
+   * counts (one key) say whether there is anything to find first.
+   */
   async oldest(state: JobState): Promise<JobView | undefined> {
+    if ((await this.counts()).jobs[state] === 0) return undefined;
     const [id] = (await this.store.sublevel('states').values({ gte: stateKey(state, 0), lt: `s:${state};`, limit: 1 }).all()) as string[];
     return id === undefined ? undefined : this.getJob(id);
   }
