@@ -206,11 +206,7 @@ export class Queue {
 
   private async becomeHost(): Promise<LocalLink> {
     // Loaded only here: a client never pays for LevelDB and the engine at start-up.
-    const [{ ClassicLevel }, { Engine }, { Host }] = await Promise.all([
-      import('classic-level'),
-      import('../engine/engine.ts'),
-      import('./host.ts'),
-    ]);
+    const { ClassicLevel, Engine, Host, serve } = await import('./local.ts');
     const db = new ClassicLevel<string, unknown>(this.home.db);
     try {
       await db.open();
@@ -228,7 +224,7 @@ export class Queue {
     }
     const host = new Host(engine);
     const connections = new Set<Socket>();
-    const server = this.options.serve ? await (await import('./server.ts')).serve(host, this.home.socket, connections) : null;
+    const server = this.options.serve ? await serve(host, this.home.socket, connections) : null;
     const link = new LocalLink(host, server, connections);
     await this.options.onHost?.(host);
     return link;
