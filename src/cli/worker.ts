@@ -1,5 +1,4 @@
 // worker start | stop.
-import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
@@ -51,6 +50,7 @@ const detach = async (o: WorkerOptions, count: number): Promise<void> => {
   const h = home(o);
   prepareHome(h);
   const out = openSync(h.workerLog, 'a', 0o600);
+  const { spawn } = await import('node:child_process');
   const args = [...process.execArgv, process.argv[1]!, 'worker', 'start', '--count', String(count), '--home', h.dir, ...(o.drain ? ['--drain'] : [])];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
   closeSync(out);
