@@ -1,7 +1,6 @@
-// Everything a process needs to become the host (LevelDB, the engine, the host, its socket),
-// in one module: connect.ts loads it only when no host answers, and the bundle keeps it in one
-// chunk, so a client never pays for it and a host loads it in one piece.
-export { ClassicLevel } from 'classic-level';
+// What a process needs to become the host besides LevelDB (the engine, the host, its socket),
+// in one module: connect.ts loads it only when no host answers, while the database opens, and
+// the bundle keeps it in one chunk, so a client never pays for it and a host loads it at once.
 export { Engine } from '../engine/engine.ts';
 export { Host } from './host.ts';
 export { serve } from './server.ts';
