@@ -37,5 +37,7 @@ await build({
   target: 'node20',
   plugins: [levelBinding],
   banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
+  minifyWhitespace: true,
+  minifySyntax: true,
   logLevel: 'warning',
 });
