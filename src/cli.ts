@@ -1,20 +1,18 @@
 #!/usr/bin/env node
 // queuectl's command line: parse with cac, then hand over to one file per command group.
-// Command groups are imported lazily so a command loads only what it runs.
+// The command groups are small and bundled with this file; what is heavy is loaded when it is
+// needed: the database side when no host answers (host/local.ts), the worker runtime, tables.
 import { cac } from 'cac';
 import { fail, QueuectlError, isQueuectlError } from './errors.ts';
+import * as admin from './cli/admin.ts';
+import * as jobs from './cli/jobs.ts';
+import { worker } from './cli/worker.ts';
 
 import pkg from '../package.json' with { type: 'json' };
 
 const cli = cac('queuectl');
 cli.option('--home <dir>', 'data directory (default: $QUEUECTL_HOME or ~/.queuectl)');
 cli.option('--json', 'machine-readable JSON on stdout (read commands)');
-
-const run = (load: () => Promise<(...args: never[]) => Promise<void>>) =>
-  async (...args: unknown[]) => {
-    const action = await load();
-    await (action as (...a: unknown[]) => Promise<void>)(...args);
-  };
 
 cli
   .command('enqueue [job]', 'Add a job: a JSON object or a shell command')
@@ -29,7 +27,7 @@ cli
   .example(`queuectl enqueue 'sleep 3; echo done' --id sleepy`)
   .example(`queuectl enqueue '{"id":"job1","command":"echo hi","max_retries":2}'`)
   .example('queuectl enqueue --file jobs.ndjson')
-  .action(run(async () => (await import('./cli/jobs.ts')).enqueue));
+  .action(jobs.enqueue);
 
 cli
   .command('worker <action>', 'start | stop: run workers in this terminal, or stop every worker')
@@ -39,52 +37,52 @@ cli
   .option('--force', '(stop) end running jobs at once instead of letting them finish')
   .example('queuectl worker start --count 4')
   .example('queuectl worker stop')
-  .action(run(async () => (await import('./cli/worker.ts')).worker));
+  .action(worker);
 
 cli
   .command('status', 'Counts per state, workers, and the oldest pending job')
-  .action(run(async () => (await import('./cli/jobs.ts')).status));
+  .action(jobs.status);
 
 cli
   .command('list', 'Jobs, newest first')
   .option('--state <state>', 'only jobs in this state: pending, processing, completed, failed, dead, cancelled')
   .option('--limit <n>', 'at most this many jobs', { default: 50 })
-  .action(run(async () => (await import('./cli/jobs.ts')).list));
+  .action(jobs.list);
 
-cli.command('show <id>', 'One job').action(run(async () => (await import('./cli/jobs.ts')).show));
+cli.command('show <id>', 'One job').action(jobs.show);
 
 cli
   .command('logs <id>', 'stdout and stderr of each attempt')
   .option('--attempt <n>', 'only this attempt')
-  .action(run(async () => (await import('./cli/jobs.ts')).logs));
+  .action(jobs.logs);
 
-cli.command('history <id>', "The job's events, replayed from the log").action(run(async () => (await import('./cli/jobs.ts')).history));
+cli.command('history <id>', "The job's events, replayed from the log").action(jobs.history);
 
 cli
   .command('wait [...ids]', 'Block until the jobs (or all jobs) have ended; exit 1 if any did not complete')
   .option('--timeout <duration>', 'give up after this long (exit 1)')
-  .action(run(async () => (await import('./cli/jobs.ts')).wait));
+  .action(jobs.wait);
 
-cli.command('cancel <id>', 'Cancel a pending, failed or running job').action(run(async () => (await import('./cli/jobs.ts')).cancel));
+cli.command('cancel <id>', 'Cancel a pending, failed or running job').action(jobs.cancel);
 
 cli
   .command('dlq <action> [...ids]', 'list | retry <id>... | retry --all: the dead-letter queue')
   .option('--all', '(retry) every job in the DLQ')
-  .action(run(async () => (await import('./cli/admin.ts')).dlq));
+  .action(admin.dlq);
 
 cli
   .command('config <action> [key] [value]', 'get [key] | set <key> <value>')
-  .action(run(async () => (await import('./cli/admin.ts')).config));
+  .action(admin.config);
 
 cli
   .command('events', 'The raw event log, one event per line')
   .option('--from <pos>', 'start at this position', { default: 0 })
   .option('--follow', 'keep printing new events as they are appended')
-  .action(run(async () => (await import('./cli/admin.ts')).events));
+  .action(admin.events);
 
 cli
   .command('projections <action>', 'rebuild | verify: recompute the projections from the log')
-  .action(run(async () => (await import('./cli/admin.ts')).projections));
+  .action(admin.projections);
 
 cli.help();
 cli.version(pkg.version);

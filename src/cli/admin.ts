@@ -1,5 +1,5 @@
 // dlq, config, events, projections.
-import { CONFIG_KEYS, CONFIG_RULES, type Config, isConfigKey } from '../domain/config.ts';
+import { CONFIG_KEYS, CONFIG_RULES, type Config, isConfigKey, parseConfigValue } from '../domain/config.ts';
 import { QueuectlError } from '../errors.ts';
 import { colors, type GlobalOptions, invalid, iso, jobJson, LONG_LIVED, parseInteger, printJson, printTable, withQueue } from './context.ts';
 import { describeEvent } from './jobs.ts';
@@ -49,7 +49,6 @@ export const config = async (action: string, key: string | undefined, value: str
   if (action === 'set') {
     if (key === undefined || value === undefined) invalid('usage: queuectl config set <key> <value>');
     // validated here too, so a bad value never needs the database
-    const { parseConfigValue } = await import('../domain/config.ts');
     const parsed = parseConfigValue(key!, value);
     const c = await withQueue(o, (q) => q.call('configSet', { key: parsed.key, value: String(value) }));
     return print(c, [parsed.key]);

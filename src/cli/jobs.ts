@@ -1,7 +1,6 @@
 // enqueue, status, list, show, logs, history, wait, cancel.
 import { existsSync, readFileSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { monotonicFactory } from 'ulid';
 import { type JobSpec, parseJobSpec } from '../domain/job-spec.ts';
 import { QueuectlError } from '../errors.ts';
 import type { StoredEvent } from '../events.ts';
@@ -70,6 +69,8 @@ const parseJobFile = (text: string): { where: string; raw: unknown }[] => {
 
 export const enqueue = async (job: string | undefined, o: EnqueueOptions): Promise<void> => {
   const now = Date.now();
+  // ulid (and node:crypto) are loaded by enqueue only
+  const { monotonicFactory } = await import('ulid');
   const defaults = { cwd: process.cwd(), newId: monotonicFactory() };
   const fields = fieldsFromOptions(o, now);
   let specs: JobSpec[];

@@ -1,10 +1,9 @@
 // worker start | stop.
-import { spawn } from 'node:child_process';
 import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
+import { prepareHome } from '../home.ts';
 import { QueuectlError } from '../errors.ts';
-import { WorkerPool } from '../worker/runtime.ts';
 import { type GlobalOptions, home, invalid, parseInteger, withQueue } from './context.ts';
 
 interface WorkerOptions extends GlobalOptions {
@@ -21,6 +20,8 @@ const start = async (o: WorkerOptions): Promise<void> => {
   const h = home(o);
   if (o.detach) return detach(o, count);
   const log = (line: string) => process.stdout.write(`[${stamp()}] ${line}\n`);
+  // The worker runtime (and execa) is loaded only by the command that runs jobs.
+  const { WorkerPool } = await import('../worker/runtime.ts');
   const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() });
   const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log });
   let signals = 0;
@@ -47,9 +48,9 @@ const start = async (o: WorkerOptions): Promise<void> => {
 /** Start in the background and return once its workers have registered. */
 const detach = async (o: WorkerOptions, count: number): Promise<void> => {
   const h = home(o);
-  const { prepareHome } = await import('../home.ts');
   prepareHome(h);
   const out = openSync(h.workerLog, 'a', 0o600);
+  const { spawn } = await import('node:child_process');
   const args = [...process.execArgv, process.argv[1]!, 'worker', 'start', '--count', String(count), '--home', h.dir, ...(o.drain ? ['--drain'] : [])];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
   closeSync(out);

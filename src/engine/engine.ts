@@ -199,10 +199,41 @@ export class Engine {
     return jobs.filter((j): j is JobView => j !== undefined);
   }
 
-  /** The oldest job waiting in a state (e.g. the oldest pending). */
+  /**
+   * The oldest job waiting in a state (e.g. the oldest pending). The index range of a state
+   * keeps a deletion marker for every job that left it until LevelDB compacts them away, and
+   * an iterator steps over them one by one (~0.15 µs each: 50 ms once 333k jobs went through;
+   * a reverse iterator also steps over those of the next state, as its seek goes forward).
+   * Jobs still waiting are usually among the newest, so first look at the newest jobs through
+   * the enqueue-order index, which has no deletions; the counts, read in the same snapshot,
+   * say how many there are to find.
+   */
   async oldest(state: JobState): Promise<JobView | undefined> {
-    const [id] = (await this.store.sublevel('states').values({ gte: stateKey(state, 0), lt: `s:${state};`, limit: 1 }).all()) as string[];
-    return id === undefined ? undefined : this.getJob(id);
+    const db = this.store.db;
+    const snapshot = db.supports.explicitSnapshots ? db.snapshot() : undefined;
+    const read = snapshot ? { snapshot } : {};
+    try {
+      const states = this.store.sublevel('states');
+      const jobs = this.store.sublevel('jobs');
+      const counts = ((await states.get('counts', read)) as Counts | undefined) ?? emptyCounts();
+      let left = counts.jobs[state];
+      if (left === 0) return undefined;
+      // A few more than are left to find, then up to OLDEST_AMONG_NEWEST: every read here
+      // may open tables and read blocks of many files, a cost a CLI process pays cold.
+      let before = 'a;';
+      for (const limit of [Math.min(left + 8, OLDEST_AMONG_NEWEST), OLDEST_AMONG_NEWEST]) {
+        const newest = (await states.iterator({ gte: orderKey(0), lt: before, reverse: true, limit, ...read }).all()) as [string, string][];
+        for (const job of (await jobs.getMany(newest.map(([, id]) => id), read)) as (JobView | undefined)[]) {
+          if (job?.state === state && --left === 0) return job;
+        }
+        if (newest.length < limit) break;
+        before = newest.at(-1)![0];
+      }
+      const [id] = (await states.values({ gte: stateKey(state, 0), lt: `s:${state};`, limit: 1, ...read }).all()) as string[];
+      return id === undefined ? undefined : ((await jobs.get(id, read)) as JobView | undefined);
+    } finally {
+      await snapshot?.close();
+    }
   }
 
   async counts(): Promise<Counts> {
@@ -225,5 +256,8 @@ export class Engine {
     return this.store.close();
   }
 }
+
+/** oldest() first looks for the jobs in a state among this many of the newest jobs. */
+const OLDEST_AMONG_NEWEST = 100;
 
 export const isJobState = (s: string): s is JobState => (JOB_STATES as readonly string[]).includes(s);

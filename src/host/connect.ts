@@ -205,16 +205,25 @@ export class Queue {
   }
 
   private async becomeHost(): Promise<LocalLink> {
-    // Loaded only here: a client never pays for LevelDB and the engine at start-up.
-    const [{ ClassicLevel }, { Engine }, { Host }] = await Promise.all([
-      import('classic-level'),
-      import('../engine/engine.ts'),
-      import('./host.ts'),
-    ]);
+    // Loaded only here: a client never pays for LevelDB and the engine at start-up. LevelDB
+    // first: the engine's code loads (main thread) while the database opens (its own thread).
+    const level = await import('classic-level');
+    // bundled, a CommonJS module imported dynamically has only a default export
+    const { ClassicLevel } = 'ClassicLevel' in level ? level : (level as { default: typeof level }).default;
     const db = new ClassicLevel<string, unknown>(this.home.db);
+    const opening = db.open().then(() => null, (e: unknown) => ({ e }));
+    let local: typeof import('./local.ts');
     try {
-      await db.open();
+      local = await import('./local.ts');
     } catch (e) {
+      await opening;
+      await db.close();
+      throw e;
+    }
+    const { Engine, Host, serve } = local;
+    const failed = await opening;
+    if (failed) {
+      const e = failed.e;
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') throw cause;
       throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${this.home.db}: ${cause?.message ?? (e as Error).message}`);
@@ -228,7 +237,7 @@ export class Queue {
     }
     const host = new Host(engine);
     const connections = new Set<Socket>();
-    const server = this.options.serve ? await (await import('./server.ts')).serve(host, this.home.socket, connections) : null;
+    const server = this.options.serve ? await serve(host, this.home.socket, connections) : null;
     const link = new LocalLink(host, server, connections);
     await this.options.onHost?.(host);
     return link;
