@@ -97,42 +97,16 @@ export const colorState = (state: string): string => {
   return paint ? paint(state) : state;
 };
 
-/** cli-table3's options for an aligned table without borders, in the style of pueue's status. */
-const TABLE_OPTIONS = {
-  style: { head: [], border: [], 'padding-left': 0, 'padding-right': 2 },
-  chars: { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '' },
-};
-
-// The colour codes cli-table3 leaves out when it measures a cell, and text whose width is its length.
-const SGR = /\u001b\[(?:\d*;){0,5}\d*m/g;
-const PRINTABLE_ASCII = /^[\x20-\x7e]*$/;
-
-/**
- * The lines of the table (header first), as cli-table3 draws them with TABLE_OPTIONS. Cells of
- * printable ASCII (and colour codes) are aligned here; anything else (wide or combining
- * characters, emoji, line breaks, other escapes) goes to cli-table3 itself, which is 70 KB of
- * code to load (~5 ms) and so is left for the tables that need it.
- */
-export const tableText = async (cells: string[][], aligner: 'auto' | 'cli-table3' = 'auto'): Promise<string> => {
-  const width = (cell: string) => cell.replace(SGR, '').length;
-  const plain = aligner === 'auto' && cells.every((row) => row.length === cells[0]!.length && row.every((c) => PRINTABLE_ASCII.test(c.replace(SGR, ''))));
-  let text: string;
-  if (plain) {
-    const widths = cells[0]!.map((_, i) => Math.max(...cells.map((row) => width(row[i]!))));
-    text = cells.map((row) => row.map((c, i) => c + ' '.repeat(widths[i]! - width(c) + 2)).join('')).join('\n');
-  } else {
-    const { default: Table } = await import('cli-table3');
-    const table = new Table({ ...TABLE_OPTIONS, head: cells[0]! });
-    for (const row of cells.slice(1)) table.push(row);
-    text = table.toString();
-  }
-  return text.split('\n').map((l) => l.trimEnd()).join('\n');
-};
-
 /** An aligned table without borders, in the style of pueue's status. */
 export const printTable = async (head: string[], rows: (string | number | null)[][]): Promise<void> => {
-  const cells = [head.map((h) => colors.bold(h)), ...rows.map((row) => row.map((c) => (c === null ? '-' : String(c))))];
-  process.stdout.write(`${await tableText(cells)}\n`);
+  const { default: Table } = await import('cli-table3');
+  const table = new Table({
+    head: head.map((h) => colors.bold(h)),
+    style: { head: [], border: [], 'padding-left': 0, 'padding-right': 2 },
+    chars: { top: '', 'top-mid': '', 'top-left': '', 'top-right': '', bottom: '', 'bottom-mid': '', 'bottom-left': '', 'bottom-right': '', left: '', 'left-mid': '', mid: '', 'mid-mid': '', right: '', 'right-mid': '', middle: '' },
+  });
+  for (const row of rows) table.push(row.map((c) => (c === null ? '-' : String(c))));
+  process.stdout.write(`${table.toString().split('\n').map((l) => l.trimEnd()).join('\n')}\n`);
 };
 
 export const ago = (ms: number): string => {
