@@ -123,15 +123,15 @@ export class LogStore {
   static async open(db: AnyLevel, options: StoreOptions): Promise<LogStore> {
     if (db.status !== 'open') await db.open();
     const store = new LogStore(db, options);
-    await store.checkFormat();
-    const last = await store.lastPos();
+    // What opening reads, in one round trip: on a cold database each read opens table files.
+    const [[format, versions, checkpoint], last] = await Promise.all([store.meta.getMany(['format', 'versions', 'checkpoint']), store.lastPos()]);
+    await store.checkFormat(format);
     store.staged = store.committed = last;
-    await store.catchUp();
+    await store.catchUp((versions ?? {}) as Record<string, number>, (checkpoint ?? -1) as number);
     return store;
   }
 
-  private async checkFormat(): Promise<void> {
-    const format = await this.meta.get('format');
+  private async checkFormat(format: { app?: string; format: number } | undefined): Promise<void> {
     if (format === undefined) {
       const anyKey = await this.db.keys({ limit: 1 }).all();
       if (anyKey.length > 0) {
@@ -151,9 +151,7 @@ export class LogStore {
   }
 
   /** Projections whose stored version differs are rebuilt; a lagging checkpoint is caught up. */
-  private async catchUp(): Promise<void> {
-    const versions = ((await this.meta.get('versions')) ?? {}) as Record<string, number>;
-    const checkpoint = ((await this.meta.get('checkpoint')) ?? -1) as number;
+  private async catchUp(versions: Record<string, number>, checkpoint: number): Promise<void> {
     const stale = this.projections.filter((p) => versions[p.name] !== p.version);
     if (stale.length > 0) {
       await this.rebuild();
