@@ -210,7 +210,7 @@ test('--file with one bad job anywhere enqueues nothing and names the line', asy
     [file('array.json', ['[', good(1), ',', good(2), ',', '{"command": 5}', ']']), 2, /job 3 of the array: a job needs a non-empty "command"/],
     [file('broken-array.json', ['[', good(1), ',']), 2, /not a valid JSON array/],
     [file('empty.ndjson', ['', '  ']), 2, /the job file is empty/],
-    [file('dup-in-file.ndjson', [good(1), good(2), good(1)]), 1, /'g1' already exists/],
+    [file('dup-in-file.ndjson', [good(1), good(2), good(1)]), 2, /line 3: the id 'g1' is already used by line 1/],
     [file('dup-in-queue.ndjson', [good(1), JSON.stringify({ id: 'taken', command: 'x' })]), 1, /'taken' already exists/],
   ];
   const before = await snapshot(q, home);

@@ -80,9 +80,18 @@ export const enqueue = async (job: string | undefined, o: EnqueueOptions): Promi
     const path = String(o.file);
     if (path !== '-' && !existsSync(path)) invalid(`no such file: ${path}`);
     const text = readFileSync(path === '-' ? 0 : path, 'utf8');
-    specs = parseJobFile(text).map(({ where, raw }) =>
+    const entries = parseJobFile(text);
+    specs = entries.map(({ where, raw }) =>
       parseJobSpec(typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { ...fields, ...raw } : raw, defaults, where),
     );
+    // Two jobs of one file with the same id: name both places (the queue itself can only say "exists").
+    const firstWith = new Map<string, string>();
+    specs.forEach(({ id }, i) => {
+      const where = entries[i]!.where.replace(/: $/, '') || 'the job';
+      const first = firstWith.get(id);
+      if (first !== undefined) invalid(`${where}: the id '${id}' is already used by ${first}; give each job its own id (or none); the file was not enqueued`);
+      firstWith.set(id, where);
+    });
   } else {
     if (job === undefined || job.trim() === '') invalid('give the job: a shell command or a JSON object, e.g. queuectl enqueue "echo hi"');
     let raw: unknown;
