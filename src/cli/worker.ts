@@ -5,6 +5,7 @@ import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
 import { QueuectlError } from '../errors.ts';
 import { WorkerPool } from '../worker/runtime.ts';
+import { JobRunner } from '../worker/run-job.ts';
 import { type GlobalOptions, home, invalid, parseInteger, withQueue } from './context.ts';
 
 interface WorkerOptions extends GlobalOptions {
@@ -22,7 +23,8 @@ const start = async (o: WorkerOptions): Promise<void> => {
   if (o.detach) return detach(o, count);
   const log = (line: string) => process.stdout.write(`[${stamp()}] ${line}\n`);
   const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() });
-  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log });
+  const runner = new JobRunner();
+  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log, runJob: (opts) => runner.run(opts) });
   let signals = 0;
   const onSignal = (name: string) => {
     signals += 1;
@@ -39,6 +41,7 @@ const start = async (o: WorkerOptions): Promise<void> => {
   try {
     await pool.run();
   } finally {
+    runner.close();
     await queue.close();
   }
   log(`worker ${process.pid} stopped`);

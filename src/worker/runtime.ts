@@ -9,7 +9,7 @@ import type { StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import type { ClaimAnswer } from '../host/host.ts';
-import { type RunningJob, runJob } from './run-job.ts';
+import { type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
 import { RUN_TAG, runTag } from '../host/pids.ts';
 
 export interface WorkerOptions {
@@ -19,6 +19,8 @@ export interface WorkerOptions {
   /** Exit once nothing is running, waiting for a retry, or pending and due (later run_at jobs stay queued). */
   drain: boolean;
   log: (line: string) => void;
+  /** How a job is run: in this process by default; `worker start` runs them from a JobRunner. */
+  runJob?: (opts: RunJobOptions) => RunningJob;
 }
 
 const CLAIM_WAIT_MS = 500;
@@ -102,7 +104,7 @@ export class WorkerPool {
     const { home, log, queue } = this.options;
     const dir = join(home.logs, job.id);
     log(`${job.id} started (attempt ${job.attempts}): ${job.command}`);
-    const handle = runJob({
+    const handle = (this.options.runJob ?? runJob)({
       command: job.command,
       cwd: job.cwd,
       env: { QUEUECTL_JOB_ID: job.id, QUEUECTL_ATTEMPT: String(job.attempts), [RUN_TAG]: runTag(this.workerId, job.id, attempt) },
