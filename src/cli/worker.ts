@@ -22,8 +22,9 @@ const start = async (o: WorkerOptions): Promise<void> => {
   const h = home(o);
   if (o.detach) return detach(o, count);
   const log = (line: string) => process.stdout.write(`[${stamp()}] ${line}\n`);
-  const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() });
   const runner = new JobRunner();
+  runner.prestart(); // boots while the queue opens
+  const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() });
   const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log, runJob: (opts) => runner.run(opts) });
   let signals = 0;
   const onSignal = (name: string) => {

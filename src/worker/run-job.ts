@@ -215,7 +215,7 @@ const RUNNER_ENV = 'QUEUECTL_JOB_RUNNER';
  * spawns, every page either side then writes is copied on write, and the child's exec tears
  * the copy down again: in a worker that holds the database and the engine (~50-70 MB of its
  * own memory, a dozen threads) a spawn cost ~1.9 ms of CPU per `true` job, against ~0.8 ms
- * in a process that does nothing else. The runner is started on the first job, in its own
+ * in a process that does nothing else. The runner is started early or on the first job, in its own
  * process group (a Ctrl-C to the terminal reaches the worker, which decides what to end),
  * and exits when the worker's channel closes (the worker exited or died): its jobs then
  * run on, as they would if the worker itself had died, until a host expires their leases.
@@ -239,6 +239,11 @@ export class JobRunner {
       cancel: () => this.send(child, { t: 'cancel', id }),
       kill: () => this.send(child, { t: 'kill', id }),
     };
+  }
+
+  /** Start the runner now (it boots while the worker opens the queue), not on the first job. */
+  prestart(): void {
+    this.child ??= this.start();
   }
 
   /** Ends the runner once its jobs are done (it holds nothing else). */
