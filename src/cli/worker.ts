@@ -20,10 +20,12 @@ const start = async (o: WorkerOptions): Promise<void> => {
   const h = home(o);
   if (o.detach) return detach(o, count);
   const log = (line: string) => process.stdout.write(`[${stamp()}] ${line}\n`);
-  // The worker runtime (and execa) is loaded only by the command that runs jobs.
-  const { WorkerPool } = await import('../worker/runtime.ts');
+  // The worker runtime and the job runner are loaded only by the command that runs jobs.
+  const [{ WorkerPool }, { JobRunner }] = await Promise.all([import('../worker/runtime.ts'), import('../worker/run-job.ts')]);
+  const runner = new JobRunner();
+  runner.prestart(); // boots while the queue opens
   const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() });
-  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log });
+  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log, runJob: (opts) => runner.run(opts) });
   let signals = 0;
   const onSignal = (name: string) => {
     signals += 1;
@@ -40,6 +42,7 @@ const start = async (o: WorkerOptions): Promise<void> => {
   try {
     await pool.run();
   } finally {
+    runner.close();
     await queue.close();
   }
   log(`worker ${process.pid} stopped`);

@@ -21,6 +21,16 @@ export interface StatusView {
   runs: { total: number; succeeded: number; failed: number; average_seconds: number | null; max_seconds: number | null };
 }
 
+export type ClaimAnswer = Claim & { outputLimit: number };
+
+export interface ReportAnswer {
+  events: StoredEvent[];
+  /** Only when the next claim was asked for: why the report was not recorded. */
+  refused?: { code: string; message: string };
+  /** Only when asked for: the next claim (null: nothing due now, or the host is stopping). An older host leaves it out. */
+  claim?: ClaimAnswer | null;
+}
+
 interface Lease { workerId: string; attempt: number; deadline: number; claimedAt: number }
 
 const wait = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
@@ -143,12 +153,12 @@ export class Host {
     },
 
     /** Long poll: the next runnable job, waiting up to `waitMs` for one to become due. */
-    claim: async (p: { workerId: string; waitMs: number }): Promise<(Claim & { outputLimit: number }) | null> => {
+    claim: async (p: { workerId: string; waitMs: number }): Promise<ClaimAnswer | null> => {
       const until = Date.now() + p.waitMs;
       for (;;) {
         if (this.stopped) return null;
-        const claim = await this.engine.claimNext(p.workerId);
-        if (claim) return { ...claim, outputLimit: (await this.engine.getConfig()).output_limit };
+        const claim = await this.claimNow(p.workerId);
+        if (claim) return claim;
         const left = until - Date.now();
         if (left <= 0) return null;
         const due = await this.engine.nextDueAt();
@@ -156,9 +166,22 @@ export class Host {
       }
     },
 
-    report: async (p: { jobId: string; workerId: string; attempt: number; result: AttemptResult }): Promise<{ events: StoredEvent[] }> => {
-      const events = await this.engine.execute({ type: 'report', ...p });
-      return { events };
+    /**
+     * A slot's result. With `claim`, also its next job (if one is due now; no waiting) in the
+     * same round trip: the claim is queued right behind the report, decided against its staged
+     * effects, and usually written in the same group-committed batch. The worker asks for it
+     * only while it is not stopping. A refused report (e.g. a stale attempt) is answered in
+     * `refused` then, so the claim made with it is not lost; without `claim` it is thrown.
+     */
+    report: async (p: { jobId: string; workerId: string; attempt: number; result: AttemptResult; claim?: boolean }): Promise<ReportAnswer> => {
+      const reported = this.engine.execute({ type: 'report', jobId: p.jobId, workerId: p.workerId, attempt: p.attempt, result: p.result });
+      if (!p.claim) return { events: await reported };
+      const claiming = this.stopped ? Promise.resolve(null) : this.claimNow(p.workerId);
+      const [r, c] = await Promise.allSettled([reported, claiming]);
+      if (c.status === 'rejected') throw c.reason; // a claim error means the log is not writable: so did the report fail
+      if (r.status === 'fulfilled') return { events: r.value, claim: c.value };
+      if (!isQueuectlError(r.reason)) throw r.reason;
+      return { events: [], refused: { code: r.reason.code, message: r.reason.message }, claim: c.value };
     },
 
     /** Extends the worker's leases; answers which of its attempts are no longer current (to kill). */
@@ -291,6 +314,12 @@ export class Host {
 
     verify: (): Promise<{ events: number; differences: string[] }> => this.engine.exclusive(() => this.engine.store.verify()),
   };
+
+  /** Claim the next due job now, or null. */
+  private async claimNow(workerId: string): Promise<ClaimAnswer | null> {
+    const claim = await this.engine.claimNext(workerId);
+    return claim && { ...claim, outputLimit: (await this.engine.getConfig()).output_limit };
+  }
 
   private async alreadyEnqueued(jobs: JobSpec[]): Promise<boolean> {
     for (const spec of jobs) {

@@ -4,12 +4,12 @@
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AttemptResult } from '../domain/decide.ts';
-import type { Claim } from '../engine/engine.ts';
 import { isQueuectlError } from '../errors.ts';
 import type { StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
-import { type RunningJob, runJob } from './run-job.ts';
+import type { ClaimAnswer } from '../host/host.ts';
+import { type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
 import { RUN_TAG, runTag } from '../host/pids.ts';
 
 export interface WorkerOptions {
@@ -19,6 +19,8 @@ export interface WorkerOptions {
   /** Exit once nothing is running, waiting for a retry, or pending and due (later run_at jobs stay queued). */
   drain: boolean;
   log: (line: string) => void;
+  /** How a job is run: in this process by default; `worker start` runs them from a JobRunner. */
+  runJob?: (opts: RunJobOptions) => RunningJob;
 }
 
 const CLAIM_WAIT_MS = 500;
@@ -76,26 +78,33 @@ export class WorkerPool {
 
   private async slot(slot: number): Promise<void> {
     const { queue } = this.options;
-    while (!this.stopping) {
-      let claim: (Claim & { outputLimit: number }) | null;
-      try {
-        claim = await queue.call('claim', { workerId: this.workerId, waitMs: CLAIM_WAIT_MS });
-      } catch (e) {
-        if (!isQueuectlError(e)) throw e;
-        this.options.log(`slot ${slot}: ${e.message}; retrying`);
-        await new Promise((r) => setTimeout(r, 200));
-        continue;
+    // A claim handed back with the previous report is run even if a stop came meanwhile:
+    // it is ours now, and running jobs finish. No new claim is asked for once stopping.
+    let next: ClaimAnswer | null = null;
+    while (next || !this.stopping) {
+      let claim = next;
+      next = null;
+      if (!claim) {
+        try {
+          claim = await queue.call('claim', { workerId: this.workerId, waitMs: CLAIM_WAIT_MS });
+        } catch (e) {
+          if (!isQueuectlError(e)) throw e;
+          this.options.log(`slot ${slot}: ${e.message}; retrying`);
+          await new Promise((r) => setTimeout(r, 200));
+          continue;
+        }
       }
-      if (claim) await this.execute(claim);
+      if (claim) next = await this.execute(claim);
       else if (this.options.drain && (await queue.call('idle', {}))) return;
     }
   }
 
-  private async execute({ job, attempt, outputLimit }: Claim & { outputLimit: number }): Promise<void> {
+  /** Runs a claimed job and reports its result; answers the next claim when it came with the report. */
+  private async execute({ job, attempt, outputLimit }: ClaimAnswer): Promise<ClaimAnswer | null> {
     const { home, log, queue } = this.options;
     const dir = join(home.logs, job.id);
     log(`${job.id} started (attempt ${job.attempts}): ${job.command}`);
-    const handle = runJob({
+    const handle = (this.options.runJob ?? runJob)({
       command: job.command,
       cwd: job.cwd,
       env: { QUEUECTL_JOB_ID: job.id, QUEUECTL_ATTEMPT: String(job.attempts), [RUN_TAG]: runTag(this.workerId, job.id, attempt) },
@@ -115,12 +124,18 @@ export class WorkerPool {
       error: r.error,
       output: { stdout: r.stdout, stderr: r.stderr },
     };
+    const notRecorded = (code: string, message: string) =>
+      log(code === 'QUEUECTL_STALE_ATTEMPT' ? `${job.id} ended; its attempt was no longer current (cancelled, or claim expired), so the result was not recorded` : `${job.id}: result of attempt ${attempt} not recorded: ${message}`);
     try {
-      const { events } = await queue.call('report', { jobId: job.id, workerId: this.workerId, attempt, result });
-      log(describe(job.id, events, r.durationMs));
+      // The next claim rides on the report (one round trip, one batch) unless we are stopping.
+      const answer = await queue.call('report', { jobId: job.id, workerId: this.workerId, attempt, result, claim: !this.stopping });
+      if (answer.refused) notRecorded(answer.refused.code, answer.refused.message);
+      else log(describe(job.id, answer.events, r.durationMs));
+      return answer.claim ?? null;
     } catch (e) {
       if (!isQueuectlError(e)) throw e;
-      log(e.code === 'QUEUECTL_STALE_ATTEMPT' ? `${job.id} ended; its attempt was no longer current (cancelled, or claim expired), so the result was not recorded` : `${job.id}: result of attempt ${attempt} not recorded: ${e.message}`);
+      notRecorded(e.code, e.message);
+      return null;
     }
   }
 }
