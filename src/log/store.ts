@@ -19,7 +19,7 @@ type Sub = AbstractSublevel<AnyLevel, any, string, any>;
 
 export const FORMAT = { app: 'queuectl', format: 1 } as const;
 const DELETED = Symbol('deleted');
-const CACHE_MAX = 20_000;
+const CACHE_MAX = 4_096;
 /**
  * Reads of up to this many keys use LevelDB's synchronous get: a point lookup costs a few
  * microseconds, the thread-pool round trip of getMany ~100 µs, and the serial section would
