@@ -123,4 +123,23 @@ test('the runner exits when its worker process dies, and when it is closed', asy
   for (const line of strays()) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
 });
 
+test('a runner that cannot be started: its jobs end at once as not started, never hang', async () => {
+  const runner = new JobRunner();
+  const real = process.execPath;
+  process.execPath = '/nonexistent/node'; // stands in for a fork that fails: EAGAIN at the process limit, EMFILE, ENOENT
+  let done: Promise<unknown>;
+  try {
+    done = runner.run(opts('echo hi')).done;
+  } finally {
+    process.execPath = real;
+  }
+  const result = (await Promise.race([done, delay(5000).then(() => 'hung')])) as { error?: string } | string;
+  assert.is.not(result, 'hung', 'the job settled');
+  assert.match((result as { error: string }).error, /could not start: the job runner process could not be started/);
+  // the next job gets a fresh runner
+  const next = (await runner.run(opts('exit 3')).done) as { exitCode: number | null };
+  assert.is(next.exitCode, 3);
+  runner.close();
+});
+
 test.run();

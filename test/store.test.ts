@@ -69,6 +69,27 @@ test('a failed stage leaves nothing behind, in a shared batch or a fresh one', a
   });
 });
 
+test('a stage that fails after the write in flight ended still sends the open batch on its way', async () => {
+  await withStore([...PROJECTIONS, refusing], async (store) => {
+    // Widen the window as a slow disk would: each write and each cold read takes a while.
+    const s = store as unknown as { write: (...a: unknown[]) => Promise<void>; getRaw: (...a: unknown[]) => Promise<unknown[]> };
+    const write = s.write.bind(store);
+    s.write = (...a) => new Promise((r) => setTimeout(r, 30)).then(() => write(...a));
+    const a = await store.stage([enqueued('a')], T0); // in flight for 30 ms
+    const b = await store.stage([enqueued('b')], T0); // waits in the open batch
+    const getRaw = s.getRaw.bind(store);
+    s.getRaw = (...a) => new Promise((r) => setTimeout(r, 60)).then(() => getRaw(...a));
+    // 100 jobs: a read of more keys than the synchronous path takes, so the stage awaits the
+    // disk while the write of 'a' ends; then it fails
+    const bulk = [...Array.from({ length: 100 }, (_, i) => enqueued(`x${i}`)), enqueued('y', 'boom')];
+    assert.not.ok(await store.stage(bulk, T0).then(() => true, () => false));
+    await a.durable;
+    const written = await Promise.race([b.durable.then(() => true), new Promise((r) => setTimeout(r, 3000, false))]);
+    assert.ok(written, "the open batch (job 'b') was written without waiting for another command");
+    assert.equal((await allEvents(store)).map((e) => (e as StoredEvent & { jobId: string }).jobId), ['a', 'b']);
+  });
+});
+
 test('one stage of 150,000 events (more than a call can spread as arguments)', async () => {
   await withStore(PROJECTIONS, async (store) => {
     const n = 150_000;

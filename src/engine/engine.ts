@@ -79,7 +79,9 @@ export class Engine {
   private kick(): void {
     if (this.draining) return;
     this.draining = true;
-    queueMicrotask(() => void this.drainTasks());
+    queueMicrotask(() => {
+      this.drainTasks().catch(() => {}); // never rejects (each task answers its own caller); belt and braces
+    });
   }
 
   /**
@@ -89,27 +91,40 @@ export class Engine {
    * the disk once per command.
    */
   private async drainTasks(): Promise<void> {
-    while (this.tasks.length > 0) {
-      const head = this.tasks[0]!;
-      if (head.command && !head.prefetched) {
-        const ids = new Set<string>();
-        for (const t of this.tasks) {
-          const named = t.command ? jobsNamedBy(t.command) : [];
-          // a bulk enqueue reads its own ids in one go; reading them here too would be twice
-          if (!t.command || named.length > 16 || ids.size >= 256) break;
-          t.prefetched = true;
-          for (const id of named) ids.add(id);
+    try {
+      while (this.tasks.length > 0) {
+        const head = this.tasks[0]!;
+        if (head.command && !head.prefetched) await this.prefetch();
+        this.tasks.shift();
+        try {
+          head.resolve(await head.run());
+        } catch (err) {
+          head.reject(err);
         }
-        if (ids.size > 1) await this.store.getManyThrough<JobView>('jobs', [...ids]).catch(() => {});
       }
-      this.tasks.shift();
-      try {
-        head.resolve(await head.run());
-      } catch (err) {
-        head.reject(err);
-      }
+    } finally {
+      this.draining = false;
+      if (this.tasks.length > 0) this.kick();
     }
-    this.draining = false;
+  }
+
+  /** Read the job views of the commands at the head of the queue in one go (a hint only). */
+  private async prefetch(): Promise<void> {
+    try {
+      const ids = new Set<string>();
+      for (const t of this.tasks) {
+        if (!t.command) break;
+        // A malformed command is refused by its own run(); here it only ends the look-ahead.
+        const named = jobsNamedBy(t.command);
+        // a bulk enqueue reads its own ids in one go; reading them here too would be twice
+        if (named.length > 16 || ids.size + named.length > 256) break;
+        t.prefetched = true;
+        for (const id of named) ids.add(id);
+      }
+      if (ids.size > 1) await this.store.getManyThrough<JobView>('jobs', [...ids]);
+    } catch {
+      // a failed read ahead costs nothing: each command reads what it needs itself
+    }
   }
 
   private async decideAndStage(command: Command): Promise<Staged> {

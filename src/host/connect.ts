@@ -104,18 +104,13 @@ class RemoteLink implements Link {
   }
 }
 
-const closeServer = (server: Server, connections: Set<Socket>): Promise<void> =>
-  new Promise((resolve) => {
-    server.close(() => resolve());
-    for (const c of connections) c.destroy();
-  });
 
 class LocalLink implements Link {
   lost = false;
   constructor(
     readonly host: Host,
-    private readonly server: Server | null,
-    private readonly connections: Set<Socket>,
+    /** Stops serving the socket (see server.ts); null when this process does not serve. */
+    private readonly stopServing: (() => Promise<void>) | null,
   ) {}
 
   call(method: string, params: unknown): Promise<unknown> {
@@ -127,7 +122,7 @@ class LocalLink implements Link {
     // Stop first: waiting claims answer "nothing" while their clients can still hear it;
     // then the clients go (one of them takes over), then the database.
     this.host.stop();
-    if (this.server) await closeServer(this.server, this.connections);
+    if (this.stopServing) await this.stopServing();
     await this.host.engine.close();
   }
 }
@@ -220,7 +215,7 @@ export class Queue {
       await db.close();
       throw e;
     }
-    const { Engine, Host, serve } = local;
+    const { Engine, Host, serve, closeServer } = local;
     const failed = await opening;
     if (failed) {
       const e = failed.e;
@@ -238,7 +233,7 @@ export class Queue {
     const host = new Host(engine);
     const connections = new Set<Socket>();
     const server = this.options.serve ? await serve(host, this.home.socket, connections) : null;
-    const link = new LocalLink(host, server, connections);
+    const link = new LocalLink(host, server ? () => closeServer(server, connections) : null);
     await this.options.onHost?.(host);
     return link;
   }

@@ -5,15 +5,35 @@ import { isQueuectlError } from '../errors.ts';
 import type { Host, Method } from './host.ts';
 import { type Hello, PROTOCOL_VERSION, type Request, readLines, send } from './protocol.ts';
 
+/**
+ * Calls being answered, per server. Closing waits for them: an answer cut off at a handover
+ * (a claim, above all) would leave its client guessing, and a claimed job unrun until its
+ * lease is expired as "worker lost".
+ */
+const unansweredCalls = new WeakMap<Server, Set<Promise<unknown>>>();
+const ANSWER_GRACE_MS = 2000;
+
+/** Stop serving: the host has stopped (its long polls answer at once); the calls under way answer, briefly; then every connection closes. */
+export const closeServer = async (server: Server, connections: Set<Socket>): Promise<void> => {
+  const calls = unansweredCalls.get(server);
+  if (calls && calls.size > 0) await Promise.race([Promise.allSettled([...calls]), new Promise((r) => setTimeout(r, ANSWER_GRACE_MS).unref())]);
+  await new Promise<void>((resolve) => {
+    server.close(() => resolve());
+    for (const c of connections) c.destroy();
+  });
+};
+
 /** Listen on the data directory's socket; `connections` tracks the open ones (to close them on exit). */
 export const serve = async (host: Host, socketPath: string, connections: Set<Socket>): Promise<Server> => {
+  const calls = new Set<Promise<unknown>>();
   // We hold the database lock, so a socket file left here belongs to a dead host.
   rmSync(socketPath, { force: true });
   const server = createServer((socket) => {
     connections.add(socket);
     socket.on('close', () => connections.delete(socket));
-    handleConnection(host, socket);
+    handleConnection(host, socket, calls);
   });
+  unansweredCalls.set(server, calls);
   const umask = process.umask(0o077); // the socket is born 0600: nobody else may talk to it
   try {
     await new Promise<void>((resolve, reject) => {
@@ -28,7 +48,7 @@ export const serve = async (host: Host, socketPath: string, connections: Set<Soc
   return server;
 };
 
-const handleConnection = (host: Host, socket: Socket): void => {
+const handleConnection = (host: Host, socket: Socket, calls: Set<Promise<unknown>>): void => {
   let greeted = false;
   let peerPid = 0;
   const workers = new Set<string>();
@@ -55,7 +75,7 @@ const handleConnection = (host: Host, socket: Socket): void => {
     }
     if (req.method === 'workerStart') workers.add((req.params as { workerId: string }).workerId);
     if (req.method === 'workerStop') workers.delete((req.params as { workerId: string }).workerId);
-    Promise.resolve()
+    const answered = Promise.resolve()
       .then(() => handler(req.params))
       .then(
       (result) => send(socket, { id: req.id, result: result ?? null }),
@@ -64,6 +84,8 @@ const handleConnection = (host: Host, socket: Socket): void => {
         send(socket, { id: req.id, error });
       },
     );
+    calls.add(answered);
+    void answered.finally(() => calls.delete(answered));
   });
   socket.on('error', () => {});
   socket.on('close', () => {

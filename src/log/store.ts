@@ -235,6 +235,10 @@ export class LogStore {
         batch.ops.clear();
         if (this.open === batch && batch.events.length === 0) this.open = null;
       }
+      this.staging = false;
+      // A write that ended while this stage ran could not start the next one: start it now,
+      // or the other commands in the open batch would wait for whoever stages next.
+      this.flush();
       throw err;
     } finally {
       this.staging = false;
@@ -462,12 +466,16 @@ export class LogStore {
       chunk = [];
       if (count % FLUSH === 0) await flushChunk();
     };
-    for await (const e of this.readEvents(from, this.committed)) {
-      chunk.push(e);
-      if (chunk.length === CHUNK) await foldChunk();
+    try {
+      for await (const e of this.readEvents(from, this.committed)) {
+        chunk.push(e);
+        if (chunk.length === CHUNK) await foldChunk();
+      }
+      await foldChunk();
+      await flushChunk();
+    } finally {
+      await writing.catch(() => {}); // never leave a write running behind a failure
     }
-    await foldChunk();
-    await flushChunk();
     await writing;
     return count;
   }
@@ -489,7 +497,17 @@ export class LogStore {
     // Events are read and folded while the old projections are cleared; the first write waits for it.
     const clearing = this.clear([...this.subs.values()]);
     clearing.catch(() => {});
-    const count = await this.replayInto(this.targets, 0, true, false, clearing);
+    let count: number;
+    try {
+      count = await this.replayInto(this.targets, 0, true, false, clearing);
+    } catch (err) {
+      // Half-built projections must not be decided against: refuse everything until a restart,
+      // whose open rebuilds them (their versions were forgotten above). Nothing may still be
+      // clearing or writing behind the refusal.
+      await clearing.catch(() => {});
+      this.broken = err;
+      throw err;
+    }
     await this.db.batch(
       [
         { type: 'put', sublevel: this.meta, key: 'checkpoint', value: this.committed },

@@ -272,17 +272,21 @@ export class JobRunner {
         }
       }
     });
-    child.on('error', () => {});
-    child.once('exit', (code, signal) => {
+    // Its jobs can no longer be watched: end them, and say why they ended.
+    const abandon = (why: string) => {
       if (this.child === child) this.child = null;
-      // Its jobs can no longer be watched: end them, and say why they ended.
       for (const [id, job] of this.jobs) {
         if (job.pid !== undefined) try { process.kill(-job.pid, 'SIGKILL'); } catch {}
         this.jobs.delete(id);
-        const r = notStartedResult('', job.start);
-        job.resolve({ ...r, error: `the job runner process ended (${signal ?? `exit code ${code}`}) while the job ran; its processes were killed` });
+        job.resolve({ ...notStartedResult('', job.start), error: why });
       }
+    };
+    // A fork that fails (EAGAIN at the process limit, EMFILE, ENOENT) emits 'error' and never
+    // 'exit': without this, its jobs would wait forever with their leases kept alive.
+    child.on('error', (err) => {
+      if (child.pid === undefined) abandon(`could not start: the job runner process could not be started (${(err as NodeJS.ErrnoException).code ?? err.message})`);
     });
+    child.once('exit', (code, signal) => abandon(`the job runner process ended (${signal ?? `exit code ${code}`}) while the job ran; its processes were killed`));
     child.unref();
     return child;
   }
