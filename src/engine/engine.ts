@@ -53,10 +53,13 @@ export class Engine {
     return new Engine(store, options.clock ?? Date.now);
   }
 
-  /** Run `fn` after every command before it has been decided and staged. */
-  private serial<T>(fn: () => Promise<T>): Promise<T> {
+  /**
+   * Run `fn` after every command before it has been decided and staged. `command`, when `fn`
+   * decides one, lets its job views be read ahead with its neighbours' (see prefetch).
+   */
+  private serial<T>(fn: () => Promise<T>, command?: Command): Promise<T> {
     return new Promise<T>((resolve, reject) => {
-      this.tasks.push({ run: fn, resolve: resolve as (v: unknown) => void, reject });
+      this.tasks.push({ run: fn, resolve: resolve as (v: unknown) => void, reject, command });
       this.kick();
     });
   }
@@ -68,10 +71,7 @@ export class Engine {
 
   /** Decide and stage a command; resolves with its events once they are durable. */
   async execute(command: Command): Promise<StoredEvent[]> {
-    const staged = await new Promise<Staged>((resolve, reject) => {
-      this.tasks.push({ command, run: () => this.decideAndStage(command), resolve: resolve as (v: unknown) => void, reject });
-      this.kick();
-    });
+    const staged = await this.serial(() => this.decideAndStage(command), command);
     await staged.durable;
     return staged.events;
   }

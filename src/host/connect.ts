@@ -1,7 +1,7 @@
 // How any queuectl process reaches the queue: ask the host over the socket, or, when no host
 // answers, open the database and become the host itself. When the host dies mid-call, the
 // call is sent again to whoever takes over, but only where that is safe.
-import { connect as netConnect, type Server, type Socket } from 'node:net';
+import { connect as netConnect, type Socket } from 'node:net';
 import { QueuectlError } from '../errors.ts';
 import { type Home, prepareHome, checkOwnership } from '../home.ts';
 import type { Host, Method, Params, Result } from './host.ts';
@@ -103,7 +103,6 @@ class RemoteLink implements Link {
     this.socket.destroy();
   }
 }
-
 
 class LocalLink implements Link {
   lost = false;
@@ -215,7 +214,7 @@ export class Queue {
       await db.close();
       throw e;
     }
-    const { Engine, Host, serve, closeServer } = local;
+    const { Engine, Host, serve } = local;
     const failed = await opening;
     if (failed) {
       const e = failed.e;
@@ -231,9 +230,7 @@ export class Queue {
       throw e;
     }
     const host = new Host(engine);
-    const connections = new Set<Socket>();
-    const server = this.options.serve ? await serve(host, this.home.socket, connections) : null;
-    const link = new LocalLink(host, server ? () => closeServer(server, connections) : null);
+    const link = new LocalLink(host, this.options.serve ? await serve(host, this.home.socket) : null);
     await this.options.onHost?.(host);
     return link;
   }

@@ -3,4 +3,4 @@
 // the bundle keeps it in one chunk, so a client never pays for it and a host loads it at once.
 export { Engine } from '../engine/engine.ts';
 export { Host } from './host.ts';
-export { closeServer, serve } from './server.ts';
+export { serve } from './server.ts';

@@ -1,30 +1,20 @@
 // The host's socket: answers clients' API calls with the same handlers local callers use.
 import { chmodSync, rmSync } from 'node:fs';
-import { createServer, type Server, type Socket } from 'node:net';
+import { createServer, type Socket } from 'node:net';
 import { isQueuectlError } from '../errors.ts';
 import type { Host, Method } from './host.ts';
 import { type Hello, PROTOCOL_VERSION, type Request, readLines, send } from './protocol.ts';
 
-/**
- * Calls being answered, per server. Closing waits for them: an answer cut off at a handover
- * (a claim, above all) would leave its client guessing, and a claimed job unrun until its
- * lease is expired as "worker lost".
- */
-const unansweredCalls = new WeakMap<Server, Set<Promise<unknown>>>();
 const ANSWER_GRACE_MS = 2000;
 
-/** Stop serving: the host has stopped (its long polls answer at once); the calls under way answer, briefly; then every connection closes. */
-export const closeServer = async (server: Server, connections: Set<Socket>): Promise<void> => {
-  const calls = unansweredCalls.get(server);
-  if (calls && calls.size > 0) await Promise.race([Promise.allSettled([...calls]), new Promise((r) => setTimeout(r, ANSWER_GRACE_MS).unref())]);
-  await new Promise<void>((resolve) => {
-    server.close(() => resolve());
-    for (const c of connections) c.destroy();
-  });
-};
-
-/** Listen on the data directory's socket; `connections` tracks the open ones (to close them on exit). */
-export const serve = async (host: Host, socketPath: string, connections: Set<Socket>): Promise<Server> => {
+/**
+ * Listen on the data directory's socket. Returns how to stop serving: the host has stopped
+ * by then (its long polls answer at once), so the calls under way may answer, briefly (an
+ * answer cut off at a handover, a claim above all, would leave its client guessing and the
+ * claimed job unrun until its lease expires as "worker lost"); then every connection closes.
+ */
+export const serve = async (host: Host, socketPath: string): Promise<() => Promise<void>> => {
+  const connections = new Set<Socket>();
   const calls = new Set<Promise<unknown>>();
   // We hold the database lock, so a socket file left here belongs to a dead host.
   rmSync(socketPath, { force: true });
@@ -33,7 +23,6 @@ export const serve = async (host: Host, socketPath: string, connections: Set<Soc
     socket.on('close', () => connections.delete(socket));
     handleConnection(host, socket, calls);
   });
-  unansweredCalls.set(server, calls);
   const umask = process.umask(0o077); // the socket is born 0600: nobody else may talk to it
   try {
     await new Promise<void>((resolve, reject) => {
@@ -45,7 +34,13 @@ export const serve = async (host: Host, socketPath: string, connections: Set<Soc
   }
   chmodSync(socketPath, 0o600);
   server.unref();
-  return server;
+  return async () => {
+    if (calls.size > 0) await Promise.race([Promise.allSettled([...calls]), new Promise((r) => setTimeout(r, ANSWER_GRACE_MS).unref())]);
+    await new Promise<void>((resolve) => {
+      server.close(() => resolve());
+      for (const c of connections) c.destroy();
+    });
+  };
 };
 
 const handleConnection = (host: Host, socket: Socket, calls: Set<Promise<unknown>>): void => {

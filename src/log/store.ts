@@ -408,7 +408,8 @@ export class LogStore {
 
   /**
    * Fold events [from, committed] into `targets`. Writes go out in chunks with the checkpoint
-   * (when `scratch` is false), so an interrupted rebuild resumes where it stopped.
+   * (when `scratch` is false), so an interrupted catch-up resumes where it stopped (a rebuild
+   * starts again from scratch: it forgets the versions first).
    */
   private async replayInto(targets: readonly (readonly [Projection, string])[], from: number, fresh: boolean, scratch = false, before: Promise<void> = Promise.resolve()): Promise<number> {
     const CHUNK = 1000; // events folded together: one load of the keys they read

@@ -118,15 +118,14 @@ export function runJob(opts: RunJobOptions): RunningJob {
     // timer may outlive the job: unref it so it never holds the worker's exit.
     if (signalGroup(0)) killTimer?.unref();
     else clearTimeout(killTimer);
-    const exitCode = code, sig = signal ?? null;
     return {
       timedOut: reason === 'timeout', cancelled: reason === 'cancel', durationMs: elapsed(start), stdout: out, stderr: err,
-      exitCode, signal: sig,
+      exitCode: code, signal,
       error: reason === 'timeout' ? `timed out after ${+(opts.timeoutMs! / 1000).toFixed(3)}s`
         : reason === 'cancel' ? 'cancelled'
-        : sig ? `killed by ${sig}`
-        : exitCode === 127 ? 'exit code 127 (command not found)'
-        : exitCode ? `exit code ${exitCode}`
+        : signal ? `killed by ${signal}`
+        : code === 127 ? 'exit code 127 (command not found)'
+        : code ? `exit code ${code}`
         : null,
     };
   })();
@@ -246,7 +245,7 @@ export class JobRunner {
     this.child ??= this.start();
   }
 
-  /** Ends the runner once its jobs are done (it holds nothing else). */
+  /** Ends the runner: it exits as soon as its channel closes, so call it once its jobs are done (their processes would run on). */
   close(): void {
     if (this.child?.connected) this.child.disconnect();
   }
