@@ -1,15 +1,22 @@
 // `npm run build`: bundle the CLI into dist/ with esbuild.
 //
-// Start-up time is most of what a short command costs (see bench/, rows 6-7), and on Node 20
-// every ES module file costs ~1 ms to load and every 100 KB ~3 ms to compile, so:
-//  - code is split so that each command loads what it runs and little else: the client code
-//    of the everyday commands is in cli.js; the database side (engine, projections, host and
-//    LevelDB) in one chunk loaded only by a process that becomes the host;
-//  - classic-level, abstract-level and node-gyp-build are bundled too (~110 CommonJS files,
-//    ~10 ms to resolve and load one by one); only the native binding is loaded from the
-//    installed package, found by node-gyp-build as classic-level itself finds it.
-import { build, type Plugin } from 'esbuild';
-import { rmSync } from 'node:fs';
+// Start-up time is most of what a short command costs (see bench/, rows 6-7), so:
+//  - the bundles are CommonJS (dist/package.json says so): on Node 20 an ES module entry and
+//    its chunks cost ~6-8 ms more to load than the same code as CommonJS (measured: the ESM
+//    loader's start, then async linking of each file);
+//  - our own code is one bundle, cli.js: CommonJS cannot be split into shared chunks, and a
+//    module copied into two bundles would exist twice at run time (two QueuectlError classes).
+//    Lazily imported modules are wrapped by esbuild and evaluated only when first imported, so
+//    a client pays only for parsing the database side, not for running it;
+//  - what is big and used by few commands, and keeps no state shared with our code, is a
+//    bundle of its own, required when first needed: classic-level (with abstract-level and
+//    node-gyp-build; ~110 CommonJS files to resolve one by one if not bundled) by a process
+//    that becomes the host, cli-table3 by the commands that print tables, ulid by enqueue;
+//  - the job runner (run-job.ts) is a bundle of its own because the worker forks that file.
+// Only the native binding of classic-level is loaded from the installed package, found by
+// node-gyp-build as classic-level itself finds it.
+import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
 
 const levelBinding: Plugin = {
   name: 'classic-level-binding',
@@ -26,18 +33,41 @@ module.exports = require('node-gyp-build')(dirname(require.resolve('classic-leve
   },
 };
 
-rmSync('dist', { recursive: true, force: true });
-await build({
-  entryPoints: ['src/cli.ts'],
-  outdir: 'dist',
+/** Each separate bundle: its file in dist/, and the import (package or our module) it replaces in cli.js. */
+const SEPARATE = [
+  { out: 'classic-level', entry: 'classic-level', imported: /^classic-level$/ },
+  { out: 'cli-table3', entry: 'cli-table3', imported: /^cli-table3$/ },
+  { out: 'ulid', entry: 'ulid', imported: /^ulid$/ },
+  { out: 'run-job', entry: './src/worker/run-job.ts', imported: /(^|\/)run-job\.ts$/ },
+];
+
+/** In cli.js, those imports become require('./<out>.js') of the separate bundle. */
+const separate: Plugin = {
+  name: 'separate-bundles',
+  setup(b) {
+    for (const s of SEPARATE) b.onResolve({ filter: s.imported }, () => ({ path: `./${s.out}.js`, external: true }));
+  },
+};
+
+const common: BuildOptions = {
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
-  plugins: [levelBinding],
-  banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
+  // the sources are ES modules; as CommonJS, import.meta.url is this file's URL
+  define: { 'import.meta.url': '__importMetaUrl' },
+  banner: { js: "const __importMetaUrl=require('node:url').pathToFileURL(__filename).href;" },
   minifyWhitespace: true,
   minifySyntax: true,
   logLevel: 'warning',
-});
+};
+
+rmSync('dist', { recursive: true, force: true });
+mkdirSync('dist');
+// package.json at the top level says "type": "module" (the sources); the bundles are CommonJS
+writeFileSync('dist/package.json', `${JSON.stringify({ type: 'commonjs' })}\n`);
+await Promise.all([
+  build({ ...common, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', plugins: [separate] }),
+  // the binding plugin's require.resolve must find the installed classic-level at run time
+  ...SEPARATE.map((s) => build({ ...common, entryPoints: { [s.out]: s.entry }, outdir: 'dist', plugins: [levelBinding], external: ['classic-level/package.json'] })),
+]);

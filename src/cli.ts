@@ -137,8 +137,4 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
   throw e;
 });
 
-try {
-  await main();
-} catch (e) {
-  report(e);
-}
+main().catch(report);
