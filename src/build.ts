@@ -41,11 +41,20 @@ const SEPARATE = [
   { out: 'run-job', entry: './src/worker/run-job.ts', imported: /(^|\/)run-job\.ts$/ },
 ];
 
-/** In cli.js, those imports become require('./<out>.js') of the separate bundle. */
+/**
+ * In cli.js, those imports become require('./<out>.js') of the separate bundle, and a dynamic
+ * import of a Node built-in becomes a require too: esbuild would keep `import()` of anything
+ * external, and Node 20 then starts its ES module loader (~2.5 ms) and scans a CommonJS file
+ * for its exports with cjs-module-lexer (~13 ms for classic-level.js) before running it.
+ */
 const separate: Plugin = {
   name: 'separate-bundles',
   setup(b) {
-    for (const s of SEPARATE) b.onResolve({ filter: s.imported }, () => ({ path: `./${s.out}.js`, external: true }));
+    const required = (path: string) => ({ path, namespace: 'required' });
+    for (const s of SEPARATE) b.onResolve({ filter: s.imported }, (args) => (args.namespace === 'required' ? undefined : required(`./${s.out}.js`)));
+    b.onResolve({ filter: /^node:/ }, (args) => (args.kind === 'dynamic-import' ? required(args.path) : undefined));
+    b.onResolve({ filter: /.*/, namespace: 'required' }, (args) => ({ path: args.path, external: true }));
+    b.onLoad({ filter: /.*/, namespace: 'required' }, (args) => ({ loader: 'js', contents: `module.exports = require(${JSON.stringify(args.path)});` }));
   },
 };
 
