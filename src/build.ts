@@ -4,7 +4,7 @@
 //  - the bundles are CommonJS (dist/package.json says so): on Node 20 an ES module entry and
 //    its chunks cost ~6-8 ms more to load than the same code as CommonJS (measured: the ESM
 //    loader's start, then async linking of each file);
-//  - our own code is one bundle, cli.js: CommonJS cannot be split into shared chunks, and a
+//  - our own code is one bundle, queuectl.js: CommonJS cannot be split into shared chunks, and a
 //    module copied into two bundles would exist twice at run time (two QueuectlError classes).
 //    Lazily imported modules are wrapped by esbuild and evaluated only when first imported, so
 //    a client pays only for parsing the database side, not for running it;
@@ -13,10 +13,15 @@
 //    node-gyp-build; ~110 CommonJS files to resolve one by one if not bundled) by a process
 //    that becomes the host, cli-table3 by the commands that print tables, ulid by enqueue;
 //  - the job runner (run-job.ts) is a bundle of its own because the worker forks that file.
+//  - dist/cli.js (boot.ts) runs those bundles with V8 code caches, made here by running a few
+//    commands once the bundles are built.
 // Only the native binding of classic-level is loaded from the installed package, found by
 // node-gyp-build as classic-level itself finds it.
 import { build, type BuildOptions, type Plugin } from 'esbuild';
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const levelBinding: Plugin = {
   name: 'classic-level-binding',
@@ -33,7 +38,7 @@ module.exports = require('node-gyp-build')(dirname(require.resolve('classic-leve
   },
 };
 
-/** Each separate bundle: its file in dist/, and the import (package or our module) it replaces in cli.js. */
+/** Each separate bundle: its file in dist/, and the import (package or our module) it replaces in queuectl.js. */
 const SEPARATE = [
   { out: 'classic-level', entry: 'classic-level', imported: /^classic-level$/ },
   { out: 'cli-table3', entry: 'cli-table3', imported: /^cli-table3$/ },
@@ -42,7 +47,7 @@ const SEPARATE = [
 ];
 
 /**
- * In cli.js, those imports become require('./<out>.js') of the separate bundle, and a dynamic
+ * In queuectl.js, those imports become require('./<out>.js') of the separate bundle, and a dynamic
  * import of a Node built-in becomes a require too: esbuild would keep `import()` of anything
  * external, and Node 20 then starts its ES module loader (~2.5 ms) and scans a CommonJS file
  * for its exports with cjs-module-lexer (~13 ms for classic-level.js) before running it.
@@ -76,7 +81,21 @@ mkdirSync('dist');
 // package.json at the top level says "type": "module" (the sources); the bundles are CommonJS
 writeFileSync('dist/package.json', `${JSON.stringify({ type: 'commonjs' })}\n`);
 await Promise.all([
-  build({ ...common, entryPoints: { cli: 'src/cli.ts' }, outdir: 'dist', plugins: [separate] }),
+  build({ ...common, entryPoints: { cli: 'src/boot.ts' }, outdir: 'dist' }),
+  build({ ...common, entryPoints: { queuectl: 'src/cli.ts' }, outdir: 'dist', plugins: [separate] }),
   // the binding plugin's require.resolve must find the installed classic-level at run time
   ...SEPARATE.map((s) => build({ ...common, entryPoints: { [s.out]: s.entry }, outdir: 'dist', plugins: [levelBinding], external: ['classic-level/package.json'] })),
 ]);
+
+// The code caches (see boot.ts): the commands whose start-up matters run one after another,
+// with no host (the database side compiled too), in a new data directory; each run reads the
+// caches the previous one wrote and adds what it compiled.
+const home = mkdtempSync(join(tmpdir(), 'queuectl-build-'));
+try {
+  const run = (...args: string[]) =>
+    execFileSync(process.execPath, ['dist/cli.js', '--home', join(home, 'q'), ...args], { env: { ...process.env, QUEUECTL_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' });
+  run('enqueue', 'true', '--id', 'build');
+  for (const args of [['status'], ['show', 'build'], ['history', 'build'], ['list']]) run(...args);
+} finally {
+  rmSync(home, { recursive: true, force: true });
+}
