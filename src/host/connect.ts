@@ -123,7 +123,10 @@ class LocalLink implements Link {
     // then the clients go (one of them takes over), then the database.
     this.host.stop();
     if (this.stopServing) await this.stopServing();
-    await this.host.engine.close();
+    // A short command (it does not serve) lets LevelDB finish a compaction it started, or none
+    // would ever finish (see LogStore.close); a serving host does not make the clients that
+    // take over wait: its compactions had the time to run.
+    await this.host.engine.close({ letCompactionFinish: !this.stopServing });
   }
 }
 

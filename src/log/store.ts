@@ -546,23 +546,25 @@ export class LogStore {
     return { events, differences };
   }
 
-  async close(): Promise<void> {
+  /**
+   * With `letCompactionFinish` (short commands: see connect.ts), a store that wrote waits for
+   * a level-0 compaction under way before closing. LevelDB's level 0 gets one more file each
+   * time a process that wrote is followed by an open (the open replays the write-ahead log into
+   * a new table), and an open that finds 4 or more (LevelDB's compaction trigger) starts
+   * compacting them into level 1, in the background. A short command ends long before that
+   * compaction does, and closing throws its work away: with only short commands, every open
+   * would start the same compaction again, for ever, and level 0 would keep growing. So a
+   * short command that wrote lets it finish, as SQLite's committing connection runs the WAL
+   * checkpoint: one writing command in a few pays for it (on 1M events, 150-700 ms), instead of
+   * every command paying a little, for ever. Readers never wait.
+   */
+  async close(options: { letCompactionFinish?: boolean } = {}): Promise<void> {
     await this.drain().catch(() => {});
-    if (this.wrote) await this.letCompactionFinish();
+    if (this.wrote && options.letCompactionFinish) await this.letCompactionFinish();
     await this.db.close();
   }
 
-  /**
-   * LevelDB's level 0 gets one more file each time a process that wrote is followed by an
-   * open (the open replays the write-ahead log into a new table), and an open that finds 4 or
-   * more (LevelDB's compaction trigger) starts compacting them into level 1, in the background.
-   * A short command ends long before that compaction does, and closing throws its work away:
-   * with only short commands, every open would start the same compaction again, for ever, and
-   * level 0 would keep growing. So a process that wrote lets a compaction under way finish
-   * before it closes, as SQLite's committing connection runs the WAL checkpoint: one writing
-   * command in a few pays for it (on 1M events, 150-500 ms), instead of every command paying
-   * a little, for ever. Bounded: what runs longer is left to the next writer.
-   */
+  /** Bounded: a compaction that runs longer is left to the next writer. */
   private async letCompactionFinish(limitMs = 3000): Promise<void> {
     const db = this.db as { getProperty?: (property: string) => string };
     if (typeof db.getProperty !== 'function') return; // memory-level: no levels
