@@ -1,15 +1,27 @@
 // `npm run build`: bundle the CLI into dist/ with esbuild.
 //
-// Start-up time is most of what a short command costs (see bench/, rows 6-7), and on Node 20
-// every ES module file costs ~1 ms to load and every 100 KB ~3 ms to compile, so:
-//  - code is split so that each command loads what it runs and little else: the client code
-//    of the everyday commands is in cli.js; the database side (engine, projections, host and
-//    LevelDB) in one chunk loaded only by a process that becomes the host;
-//  - classic-level, abstract-level and node-gyp-build are bundled too (~110 CommonJS files,
-//    ~10 ms to resolve and load one by one); only the native binding is loaded from the
-//    installed package, found by node-gyp-build as classic-level itself finds it.
-import { build, type Plugin } from 'esbuild';
-import { rmSync } from 'node:fs';
+// Start-up time is most of what a short command costs (see bench/, rows 6-7), so:
+//  - the bundles are CommonJS (dist/package.json says so): on Node 20 an ES module entry and
+//    its chunks cost ~6-8 ms more to load than the same code as CommonJS (measured: the ESM
+//    loader's start, then async linking of each file);
+//  - our own code is one bundle, queuectl.js: CommonJS cannot be split into shared chunks, and a
+//    module copied into two bundles would exist twice at run time (two QueuectlError classes).
+//    Lazily imported modules are wrapped by esbuild and evaluated only when first imported, so
+//    a client pays only for parsing the database side, not for running it;
+//  - what is big and used by few commands, and keeps no state shared with our code, is a
+//    bundle of its own, required when first needed: classic-level (with abstract-level and
+//    node-gyp-build; ~110 CommonJS files to resolve one by one if not bundled) by a process
+//    that becomes the host, cli-table3 by the commands that print tables, ulid by enqueue;
+//  - the job runner (run-job.ts) is a bundle of its own because the worker forks that file.
+//  - dist/cli.js (boot.ts) runs those bundles with V8 code caches, made here by running a few
+//    commands once the bundles are built.
+// Only the native binding of classic-level is loaded from the installed package, found by
+// node-gyp-build as classic-level itself finds it.
+import { build, type BuildOptions, type Plugin } from 'esbuild';
+import { execFileSync } from 'node:child_process';
+import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 
 const levelBinding: Plugin = {
   name: 'classic-level-binding',
@@ -26,18 +38,82 @@ module.exports = require('node-gyp-build')(dirname(require.resolve('classic-leve
   },
 };
 
-rmSync('dist', { recursive: true, force: true });
-await build({
-  entryPoints: ['src/cli.ts'],
-  outdir: 'dist',
+/** Each separate bundle: its file in dist/, and the import (package or our module) it replaces in queuectl.js. */
+const SEPARATE: { out: string; entry: string; imported: RegExp; options?: BuildOptions }[] = [
+  { out: 'classic-level', entry: 'classic-level', imported: /^classic-level$/ },
+  { out: 'cli-table3', entry: 'cli-table3', imported: /^cli-table3$/ },
+  // ulid's build for other platforms: the same code without its top-level import of node:crypto
+  // (~3 ms to load, a tenth of a short enqueue); enqueue gives it /dev/urandom as its source
+  { out: 'ulid', entry: 'ulid', imported: /^ulid$/, options: { platform: 'neutral' } },
+  { out: 'run-job', entry: './src/worker/run-job.ts', imported: /(^|\/)run-job\.ts$/ },
+];
+
+/**
+ * In queuectl.js, those imports become require('./<out>.js') of the separate bundle, and a dynamic
+ * import of a Node built-in becomes a require too: esbuild would keep `import()` of anything
+ * external, and Node 20 then starts its ES module loader (~2.5 ms) and scans a CommonJS file
+ * for its exports with cjs-module-lexer (~13 ms for classic-level.js) before running it.
+ */
+const separate: Plugin = {
+  name: 'separate-bundles',
+  setup(b) {
+    const required = (path: string) => ({ path, namespace: 'required' });
+    for (const s of SEPARATE) b.onResolve({ filter: s.imported }, (args) => (args.namespace === 'required' ? undefined : required(`./${s.out}.js`)));
+    b.onResolve({ filter: /^node:/ }, (args) => (args.kind === 'dynamic-import' ? required(args.path) : undefined));
+    b.onResolve({ filter: /.*/, namespace: 'required' }, (args) => ({ path: args.path, external: true }));
+    b.onLoad({ filter: /.*/, namespace: 'required' }, (args) => ({ loader: 'js', contents: `module.exports = require(${JSON.stringify(args.path)});` }));
+  },
+};
+
+/**
+ * In classic-level.js, node:fs/promises (~0.8 ms to load, with the modules it needs) is loaded
+ * when first used: classic-level uses it only to create a missing database directory, and
+ * connect.ts asks for that only when there is no database yet.
+ */
+const lazyFsPromises: Plugin = {
+  name: 'lazy-fs-promises',
+  setup(b) {
+    b.onResolve({ filter: /^(node:)?fs\/promises$/ }, (args) => (args.namespace === 'lazy' ? { path: args.path, external: true } : { path: 'fs/promises', namespace: 'lazy' }));
+    b.onLoad({ filter: /.*/, namespace: 'lazy' }, () => ({
+      loader: 'js',
+      contents: `module.exports = new Proxy({}, { get: (_, key) => require('node:fs/promises')[key] });`,
+    }));
+  },
+};
+
+const common: BuildOptions = {
   bundle: true,
-  splitting: true,
-  format: 'esm',
+  format: 'cjs',
   platform: 'node',
   target: 'node20',
-  plugins: [levelBinding],
-  banner: { js: "import{createRequire as __cr}from'node:module';const require=__cr(import.meta.url);" },
+  // the sources are ES modules; as CommonJS, import.meta.url is this file's URL
+  define: { 'import.meta.url': '__importMetaUrl' },
+  banner: { js: "const __importMetaUrl=require('node:url').pathToFileURL(__filename).href;" },
   minifyWhitespace: true,
   minifySyntax: true,
   logLevel: 'warning',
-});
+};
+
+rmSync('dist', { recursive: true, force: true });
+mkdirSync('dist');
+// package.json at the top level says "type": "module" (the sources); the bundles are CommonJS
+writeFileSync('dist/package.json', `${JSON.stringify({ type: 'commonjs' })}\n`);
+await Promise.all([
+  build({ ...common, entryPoints: { cli: 'src/boot.ts' }, outdir: 'dist' }),
+  build({ ...common, entryPoints: { queuectl: 'src/cli.ts' }, outdir: 'dist', plugins: [separate] }),
+  // the binding plugin's require.resolve must find the installed classic-level at run time
+  ...SEPARATE.map((s) => build({ ...common, entryPoints: { [s.out]: s.entry }, outdir: 'dist', plugins: [levelBinding, lazyFsPromises], external: ['classic-level/package.json'], ...s.options })),
+]);
+
+// The code caches (see boot.ts): the commands whose start-up matters run one after another,
+// with no host (the database side compiled too), in a new data directory; each run reads the
+// caches the previous one wrote and adds what it compiled.
+const home = mkdtempSync(join(tmpdir(), 'queuectl-build-'));
+try {
+  const run = (...args: string[]) =>
+    execFileSync(process.execPath, ['dist/cli.js', '--home', join(home, 'q'), ...args], { env: { ...process.env, QUEUECTL_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' });
+  run('enqueue', 'true', '--id', 'build');
+  for (const args of [['status'], ['show', 'build'], ['history', 'build'], ['list']]) run(...args);
+} finally {
+  rmSync(home, { recursive: true, force: true });
+}

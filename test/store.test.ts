@@ -8,9 +8,10 @@ import { ClassicLevel } from 'classic-level';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { EventData, StoredEvent } from '../src/events.ts';
-import { type AnyLevel, LogStore } from '../src/log/store.ts';
+import { type AnyLevel, L0_COMPACTION_TRIGGER, LogStore } from '../src/log/store.ts';
 import { PROJECTIONS } from '../projections/index.ts';
 import type { Projection } from '../projections/projection.ts';
+import { cli, newHome, ok } from './helpers/cli.ts';
 
 const T0 = 1_800_000_000_000;
 
@@ -97,6 +98,66 @@ test('one stage of 150,000 events (more than a call can spread as arguments)', a
     assert.is(events.length, n);
     assert.is(store.committed, n - 1);
   });
+});
+
+const level0 = (db: ClassicLevel<string, string>) => Number(db.getProperty('leveldb.num-files-at-level0'));
+
+/** Level 0 full over a level 1 so big that compacting it takes far longer than a close. */
+const fillLevel0 = async (path: string): Promise<void> => {
+  // ~15 MB of keys between the store's own, so that every level-0 file overlaps all of level 1 ...
+  let raw = new ClassicLevel<string, string>(path);
+  for (let b = 0; b < 30; b++) {
+    await raw.batch(Array.from({ length: 5000 }, (_, i) => ({ type: 'put' as const, key: `!m-filler!${String(b * 5000 + i).padStart(8, '0')}`, value: 'x'.repeat(100) })));
+  }
+  await raw.close();
+  // ... then short processes that each write a little: each open turns the last one's
+  // write-ahead log into one more level-0 file, and each close stops the compaction its open began
+  for (let i = 0; i < L0_COMPACTION_TRIGGER + 1; i++) {
+    raw = new ClassicLevel<string, string>(path);
+    await raw.put('!meta!probe', String(i));
+    await raw.close();
+  }
+  raw = new ClassicLevel<string, string>(path);
+  await raw.open();
+  assert.ok(level0(raw) >= L0_COMPACTION_TRIGGER, `the test needs a full level 0, got ${level0(raw)} files`);
+  await raw.close();
+};
+
+/** At most the file this open makes of the last writer's write-ahead log. */
+const assertLevel0Compacted = async (path: string): Promise<void> => {
+  const raw = new ClassicLevel<string, string>(path);
+  await raw.open();
+  const files = level0(raw);
+  await raw.close();
+  assert.ok(files <= 1, `level 0 holds ${files} files`);
+};
+
+test('a short command that wrote lets a level-0 compaction under way finish before closing', async () => {
+  const dir = mkdtempSync(join(tmpdir(), 'queuectl-store-'));
+  const path = join(dir, 'db');
+  try {
+    let store = await LogStore.open(new ClassicLevel(path) as unknown as AnyLevel, { projections: PROJECTIONS });
+    await store.append([enqueued('a')], T0);
+    await store.close();
+    await fillLevel0(path);
+    // A store that writes, then closes as a short command does: the compaction its open
+    // started is let finish.
+    store = await LogStore.open(new ClassicLevel(path) as unknown as AnyLevel, { projections: PROJECTIONS });
+    await store.append([enqueued('b')], T0);
+    await store.close({ letCompactionFinish: true });
+    await assertLevel0Compacted(path);
+  } finally {
+    rmSync(dir, { recursive: true, force: true });
+  }
+});
+
+test('the built CLI: an enqueue with no host is such a short command', async () => {
+  const home = newHome('compaction');
+  const q = cli(home);
+  ok(await q('enqueue', 'true', '--id', 'a'));
+  await fillLevel0(join(home, 'db'));
+  ok(await q('enqueue', 'true', '--id', 'b'));
+  await assertLevel0Compacted(join(home, 'db'));
 });
 
 test.run();

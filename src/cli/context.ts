@@ -1,5 +1,4 @@
 // What every command shares: the data directory, the queue, option parsing and printing.
-import { isatty } from 'node:tty';
 import ms from 'ms';
 import { createColors } from 'picocolors';
 import type { Config } from '../domain/config.ts';
@@ -13,7 +12,9 @@ export interface GlobalOptions {
   json?: boolean;
 }
 
-export const colors = createColors(isatty(1) && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb');
+// process.stdout.isTTY rather than node:tty's isatty(1): the stream is made for the output
+// anyway, and node:tty costs ~0.3 ms to load when stdout is not a terminal
+export const colors = createColors(process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb');
 
 export const home = (opts: GlobalOptions): Home => resolveHome(opts.home === undefined ? undefined : String(opts.home));
 

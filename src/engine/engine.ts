@@ -267,8 +267,9 @@ export class Engine {
     return this.store.readStream(id);
   }
 
-  close(): Promise<void> {
-    return this.store.close();
+  /** See LogStore.close. */
+  close(options?: { letCompactionFinish?: boolean }): Promise<void> {
+    return this.store.close(options);
   }
 }
 

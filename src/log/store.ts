@@ -30,6 +30,8 @@ const SYNC_READ_MAX = 64;
 const CACHE_FILL_MAX = 256;
 // classic-level's write and iterator options (sync, highWaterMarkBytes) are not in abstract-level's types.
 const opts = (o: Record<string, unknown>): {} => o;
+/** LevelDB compacts level 0 into level 1 once it holds this many files (kL0_CompactionTrigger). */
+export const L0_COMPACTION_TRIGGER = 4;
 
 /** Full database key (sublevel prefix + key) -> value, or DELETED; the last write wins. */
 type Ops = Map<string, unknown>;
@@ -104,6 +106,8 @@ export class LogStore {
   private staged = -1;
   /** Position of the last durable event. */
   committed = -1;
+  /** Whether this process wrote to the database (see close). */
+  private wrote = false;
 
   private constructor(db: AnyLevel, options: StoreOptions) {
     this.db = db;
@@ -354,6 +358,7 @@ export class LogStore {
    * is JSON-encoded, so the bytes are what the sublevels read back.
    */
   private write(ops: Ops, sync: boolean): Promise<void> {
+    this.wrote = true;
     const batch = this.db.batch();
     for (const [key, value] of ops) {
       if (value === DELETED) batch.del(key);
@@ -541,9 +546,32 @@ export class LogStore {
     return { events, differences };
   }
 
-  async close(): Promise<void> {
+  /**
+   * With `letCompactionFinish` (short commands: see connect.ts), a store that wrote waits for
+   * a level-0 compaction under way before closing. LevelDB's level 0 gets one more file each
+   * time a process that wrote is followed by an open (the open replays the write-ahead log into
+   * a new table), and an open that finds 4 or more (LevelDB's compaction trigger) starts
+   * compacting them into level 1, in the background. A short command ends long before that
+   * compaction does, and closing throws its work away: with only short commands, every open
+   * would start the same compaction again, for ever, and level 0 would keep growing. So a
+   * short command that wrote lets it finish, as SQLite's committing connection runs the WAL
+   * checkpoint: one writing command in a few pays for it (on 1M events, 150-700 ms), instead of
+   * every command paying a little, for ever. Readers never wait.
+   */
+  async close(options: { letCompactionFinish?: boolean } = {}): Promise<void> {
     await this.drain().catch(() => {});
+    if (this.wrote && options.letCompactionFinish) await this.letCompactionFinish();
     await this.db.close();
+  }
+
+  /** Bounded: a compaction that runs longer is left to the next writer. */
+  private async letCompactionFinish(limitMs = 3000): Promise<void> {
+    const db = this.db as { getProperty?: (property: string) => string };
+    if (typeof db.getProperty !== 'function') return; // memory-level: no levels
+    const until = Date.now() + limitMs;
+    while (Number(db.getProperty('leveldb.num-files-at-level0')) >= L0_COMPACTION_TRIGGER && Date.now() < until) {
+      await new Promise((resolve) => setTimeout(resolve, 5));
+    }
   }
 }
 
