@@ -45,7 +45,8 @@ const SEPARATE: { out: string; entry: string; imported: RegExp; options?: BuildO
   // ulid's build for other platforms: the same code without its top-level import of node:crypto
   // (~3 ms to load, a tenth of a short enqueue); enqueue gives it /dev/urandom as its source
   { out: 'ulid', entry: 'ulid', imported: /^ulid$/, options: { platform: 'neutral' } },
-  { out: 'run-job', entry: './src/worker/run-job.ts', imported: /(^|\/)run-job\.ts$/ },
+  // the worker forks this very file (import.meta.url)
+  { out: 'run-job', entry: './src/worker/run-job.ts', imported: /(^|\/)run-job\.ts$/, options: { inject: ['src/import-meta-url.ts'] } },
 ];
 
 /**
@@ -86,9 +87,9 @@ const common: BuildOptions = {
   format: 'cjs',
   platform: 'node',
   target: 'node20',
-  // the sources are ES modules; as CommonJS, import.meta.url is this file's URL
+  // the sources are ES modules; as CommonJS, import.meta.url is this file's URL (the bundles
+  // that use it inject its definition: see SEPARATE)
   define: { 'import.meta.url': '__importMetaUrl' },
-  banner: { js: "const __importMetaUrl=require('node:url').pathToFileURL(__filename).href;" },
   minifyWhitespace: true,
   minifySyntax: true,
   logLevel: 'warning',
@@ -111,7 +112,7 @@ await Promise.all([
 const home = mkdtempSync(join(tmpdir(), 'queuectl-build-'));
 try {
   const run = (...args: string[]) =>
-    execFileSync(process.execPath, ['dist/cli.js', '--home', join(home, 'q'), ...args], { env: { ...process.env, QUEUECTL_WRITE_CODE_CACHE: '1' }, stdio: 'ignore' });
+    execFileSync(process.execPath, ['dist/cli.js', '--home', join(home, 'q'), ...args], { env: { ...process.env, QUEUECTL_WRITE_CODE_CACHE: '1' }, stdio: ['ignore', 'ignore', 'inherit'] });
   run('enqueue', 'true', '--id', 'build');
   for (const args of [['status'], ['show', 'build'], ['history', 'build'], ['list']]) run(...args);
 } finally {

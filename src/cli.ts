@@ -130,10 +130,26 @@ const report = (e: unknown): void => {
   }
 };
 
+// As an ES module, a command whose work never settled (every handle gone while it still waited)
+// exited with Node's "unsettled top-level await" (13); as CommonJS it would exit 0 in silence.
+let settled = false;
+
 // `queuectl events | head` closes our stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
-  if (e.code === 'EPIPE') process.exit(process.exitCode ?? 0);
+  if (e.code === 'EPIPE') {
+    settled = true; // the reader has all it wanted: done
+    process.exit(process.exitCode ?? 0);
+  }
   throw e;
 });
 
-main().catch(report);
+process.on('exit', () => {
+  if (settled) return;
+  process.stderr.write('queuectl: the command stopped before it finished (nothing left to wait for); this is a bug: please report it with QUEUECTL_DEBUG=1\n');
+  process.exitCode = 1;
+});
+main()
+  .catch(report)
+  .finally(() => {
+    settled = true;
+  });

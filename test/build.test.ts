@@ -18,6 +18,14 @@ test('the bundles are CommonJS and load each other with require, never import()'
   for (const f of bundles) assert.not.match(readFileSync(join(DIST, f), 'utf8'), /\bimport\(/, `${f} has an import()`);
 });
 
+test('our bundles and classic-level run as strict code, as their ES module sources did', () => {
+  for (const name of ['cli.js', 'queuectl.js', 'classic-level.js', 'run-job.js']) {
+    const code = readFileSync(join(DIST, name), 'utf8').replace(/^#!.*\n/, '');
+    // a directive counts only as the very first statement: anything before it makes the file sloppy
+    assert.ok(code.startsWith('"use strict";'), `${name} does not start with "use strict"`);
+  }
+});
+
 test('the bundles of the short commands have code caches that V8 accepts', () => {
   for (const name of ['queuectl.js', 'classic-level.js', 'cli-table3.js', 'ulid.js']) assert.ok(caches.includes(`${name}.cache`), `no cache for ${name}`);
   for (const c of caches) {

@@ -69,19 +69,30 @@ const parseJobFile = (text: string): { where: string; raw: unknown }[] => {
 
 /**
  * Random numbers in [0, 1) for ulid, from /dev/urandom: as good as ulid's own source
- * (node:crypto), which costs ~3 ms to load, a tenth of a short enqueue (see build.ts).
+ * (node:crypto), which costs ~3 ms to load, a tenth of a short enqueue (see build.ts). Where
+ * /dev/urandom cannot be read (a chroot, a sandbox), node:crypto it is.
  */
-const urandom = (): (() => number) => {
+const randomSource = async (): Promise<() => number> => {
   const bytes = Buffer.alloc(4096);
-  let at = bytes.length;
+  let fill = (): void => {
+    const fd = openSync('/dev/urandom', 'r');
+    try {
+      for (let got = 0; got < bytes.length; ) got += readSync(fd, bytes, got, bytes.length - got, null);
+    } finally {
+      closeSync(fd);
+    }
+  };
+  try {
+    fill();
+  } catch {
+    const { randomFillSync } = await import('node:crypto');
+    fill = () => void randomFillSync(bytes);
+    fill();
+  }
+  let at = 0;
   return () => {
     if (at === bytes.length) {
-      const fd = openSync('/dev/urandom', 'r');
-      try {
-        for (let got = 0; got < bytes.length; ) got += readSync(fd, bytes, got, bytes.length - got, null);
-      } finally {
-        closeSync(fd);
-      }
+      fill();
       at = 0;
     }
     return bytes[at++]! / 256;
@@ -92,7 +103,7 @@ export const enqueue = async (job: string | undefined, o: EnqueueOptions): Promi
   const now = Date.now();
   // ulid is loaded by enqueue only
   const { monotonicFactory } = await import('ulid');
-  const defaults = { cwd: process.cwd(), newId: monotonicFactory(urandom()) };
+  const defaults = { cwd: process.cwd(), newId: monotonicFactory(await randomSource()) };
   const fields = fieldsFromOptions(o, now);
   let specs: JobSpec[];
   if (o.file !== undefined) {

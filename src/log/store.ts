@@ -358,13 +358,14 @@ export class LogStore {
    * is JSON-encoded, so the bytes are what the sublevels read back.
    */
   private write(ops: Ops, sync: boolean): Promise<void> {
-    this.wrote = true;
     const batch = this.db.batch();
     for (const [key, value] of ops) {
       if (value === DELETED) batch.del(key);
       else batch.put(key, JSON.stringify(value));
     }
-    return batch.write(opts({ sync }));
+    return batch.write(opts({ sync })).then(() => {
+      this.wrote = true;
+    });
   }
 
   /** Wait until everything staged so far is durable. */
@@ -556,11 +557,13 @@ export class LogStore {
    * would start the same compaction again, for ever, and level 0 would keep growing. So a
    * short command that wrote lets it finish, as SQLite's committing connection runs the WAL
    * checkpoint: one writing command in a few pays for it (on 1M events, 150-700 ms), instead of
-   * every command paying a little, for ever. Readers never wait.
+   * every command paying a little, for ever. A command that only read never waits (other
+   * commands of this data directory do wait meanwhile: the database stays locked). A store
+   * whose write failed does not wait either: LevelDB may be stuck with a background error.
    */
   async close(options: { letCompactionFinish?: boolean } = {}): Promise<void> {
     await this.drain().catch(() => {});
-    if (this.wrote && options.letCompactionFinish) await this.letCompactionFinish();
+    if (this.wrote && !this.broken && options.letCompactionFinish) await this.letCompactionFinish();
     await this.db.close();
   }
 
@@ -568,8 +571,8 @@ export class LogStore {
   private async letCompactionFinish(limitMs = 3000): Promise<void> {
     const db = this.db as { getProperty?: (property: string) => string };
     if (typeof db.getProperty !== 'function') return; // memory-level: no levels
-    const until = Date.now() + limitMs;
-    while (Number(db.getProperty('leveldb.num-files-at-level0')) >= L0_COMPACTION_TRIGGER && Date.now() < until) {
+    const until = performance.now() + limitMs; // monotonic: a clock step cannot stretch the bound
+    while (Number(db.getProperty('leveldb.num-files-at-level0')) >= L0_COMPACTION_TRIGGER && performance.now() < until) {
       await new Promise((resolve) => setTimeout(resolve, 5));
     }
   }
