@@ -1,6 +1,7 @@
 // The log store's batch assembly, over the real LevelDB: a stage that fails leaves nothing in
 // the batch it shares with other commands, and one stage may hold more events than a call's
-// argument list can.
+// argument list can; a short writer lets a compaction finish; and a replay (rebuild, verify)
+// in tiny chunks, flushes and cache gives exactly what the appends built.
 import { mkdtempSync, rmSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -159,5 +160,100 @@ test('the built CLI: an enqueue with no host is such a short command', async () 
   ok(await q('enqueue', 'true', '--id', 'b'));
   await assertLevel0Compacted(join(home, 'db'));
 });
+
+/**
+ * A varied log: jobs that succeed, fail and retry, die and are retried from the DLQ, lose their
+ * lease, are cancelled or stay pending, interleaved (seeded), with worker and config events.
+ */
+const variedLog = (jobs: number): EventData[][] => {
+  let seed = 42;
+  const random = () => ((seed = (Math.imul(seed, 1103515245) + 12345) >>> 0) / 2 ** 32);
+  const w = 'w1';
+  const ran = { workerId: w, durationMs: 5, output: null };
+  const failed = (jobId: string, attempt: number, retryAt: number | null): EventData =>
+    ({ type: 'JobFailed', jobId, attempt, ...ran, error: 'exit code 1', exitCode: 1, signal: null, timedOut: false, retryAt, retry: retryAt === null ? null : attempt, maxRetries: 1 }) as EventData;
+  const claimed = (jobId: string, attempt: number): EventData => ({ type: 'JobClaimed', jobId, workerId: w, attempt, leaseUntil: T0 + 30_000 });
+  const succeeded = (jobId: string, attempt: number): EventData => ({ type: 'JobSucceeded', jobId, attempt, ...ran }) as EventData;
+  const lives: EventData[][] = [];
+  for (let i = 0; i < jobs; i++) {
+    const id = `j${i}`;
+    const life: EventData[] = [{ ...enqueued(id), priority: i % 3 } as EventData];
+    switch (i % 5) {
+      case 0:
+        life.push(claimed(id, 1), succeeded(id, 1));
+        break;
+      case 1:
+        life.push(claimed(id, 1), failed(id, 1, T0 + 1000), claimed(id, 2), failed(id, 2, null), { type: 'JobDeadLettered', jobId: id, attempt: 2, error: 'exit code 1' });
+        if (i % 2 === 0) life.push({ type: 'JobRetried', jobId: id }, claimed(id, 3), succeeded(id, 3));
+        break;
+      case 2:
+        life.push({ type: 'JobCancelled', jobId: id, workerId: null, attempt: null });
+        break;
+      case 3:
+        life.push(claimed(id, 1), { type: 'JobLeaseExpired', jobId: id, workerId: w, attempt: 1, reason: 'worker lost', retryAt: T0 + 500, retry: 1, maxRetries: 1 }, claimed(id, 2), succeeded(id, 2));
+        break;
+      default: // stays pending
+    }
+    lives.push(life);
+  }
+  // interleave the lives, each in order, and cut the result into appends of 1-40 events
+  const events: EventData[] = [{ type: 'WorkerStarted', workerId: w, pid: 1, slots: 4 }, { type: 'ConfigSet', key: 'max_retries', value: 1 }];
+  const next = lives.map(() => 0);
+  let open = lives.map((_, i) => i);
+  while (open.length > 0) {
+    const k = open[Math.floor(random() * open.length)]!;
+    events.push(lives[k]![next[k]!++]!);
+    if (next[k] === lives[k]!.length) open = open.filter((x) => x !== k);
+  }
+  events.push({ type: 'WorkerStopped', workerId: w, reason: 'stopped' });
+  const appends: EventData[][] = [];
+  for (let at = 0; at < events.length; ) {
+    const n = 1 + Math.floor(random() * 40);
+    appends.push(events.slice(at, at + n));
+    at += n;
+  }
+  return appends;
+};
+
+/** Every projection record as stored: key -> encoded value. */
+const projectionRecords = async (path: string): Promise<Map<string, string>> => {
+  const db = new ClassicLevel<string, string>(path);
+  await db.open();
+  try {
+    const out = new Map<string, string>();
+    for await (const [k, v] of db.iterator()) if (k.startsWith('!p-')) out.set(k, v);
+    return out;
+  } finally {
+    await db.close();
+  }
+};
+
+// Tiny limits make every path of a replay run many times: chunks of 7 events and a write every
+// 20; with a cache that overflows every ~60 keys (from then on misses are read from disk), and
+// with one that never does (a miss means absent, and deletes of keys never written are skipped).
+for (const cacheMax of [60, Number.MAX_SAFE_INTEGER]) {
+  test(`a rebuild in tiny chunks and flushes (cache of ${cacheMax > 1e6 ? 'any size' : `${cacheMax} keys`}) gives byte for byte what the appends built`, async () => {
+    const dir = mkdtempSync(join(tmpdir(), 'queuectl-store-'));
+    const path = join(dir, 'db');
+    try {
+      let store = await LogStore.open(new ClassicLevel(path) as unknown as AnyLevel, { projections: PROJECTIONS, sync: false });
+      for (const data of variedLog(300)) await store.append(data, T0);
+      await store.close();
+      const built = await projectionRecords(path);
+      assert.ok(built.size > 600, `the log built ${built.size} projection records`);
+      store = await LogStore.open(new ClassicLevel(path) as unknown as AnyLevel, { projections: PROJECTIONS, sync: false, replay: { chunk: 7, flush: 20, cacheMax } });
+      const { events, differences } = await store.verify();
+      assert.equal(differences, [], 'verify with tiny limits');
+      assert.ok(events > 1000);
+      await store.rebuild();
+      await store.close();
+      const rebuilt = await projectionRecords(path);
+      const diff = [...new Set([...built.keys(), ...rebuilt.keys()])].filter((k) => built.get(k) !== rebuilt.get(k));
+      assert.equal(diff.slice(0, 5).map((k) => `${k}: ${built.get(k)} vs ${rebuilt.get(k)}`), [], `${diff.length} records differ after the rebuild`);
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
+  });
+}
 
 test.run();

@@ -78,12 +78,26 @@ export interface StoreOptions {
   projections: readonly Projection[];
   /** false only for benchmarks of the limit and tests that must not fsync; default true. */
   sync?: boolean;
+  /** How a replay (rebuild, verify, catch-up) works through the log; tests make them tiny. */
+  replay?: Partial<ReplayLimits>;
 }
+
+export interface ReplayLimits {
+  /** Events folded together: one load of the keys they read. */
+  chunk: number;
+  /** Events between writes (and checkpoints); more coalesce in memory. */
+  flush: number;
+  /** Keys a fresh replay keeps in memory before it starts reading misses from disk. */
+  cacheMax: number;
+}
+
+const REPLAY: ReplayLimits = { chunk: 1000, flush: 50_000, cacheMax: 500_000 };
 
 export class LogStore {
   readonly db: AnyLevel;
   readonly projections: readonly Projection[];
   private readonly sync: boolean;
+  private readonly replay: ReplayLimits;
   private readonly meta: Sub;
   private readonly log: Sub;
   private readonly stream: Sub;
@@ -113,6 +127,7 @@ export class LogStore {
     this.db = db;
     this.projections = options.projections;
     this.sync = options.sync ?? true;
+    this.replay = { ...REPLAY, ...options.replay };
     this.meta = db.sublevel('meta', { valueEncoding: 'json' });
     this.log = db.sublevel('log', { valueEncoding: 'json' });
     this.stream = db.sublevel('stream', { valueEncoding: 'json' });
@@ -418,8 +433,7 @@ export class LogStore {
    * starts again from scratch: it forgets the versions first).
    */
   private async replayInto(targets: readonly (readonly [Projection, string])[], from: number, fresh: boolean, scratch = false, before: Promise<void> = Promise.resolve()): Promise<number> {
-    const CHUNK = 1000; // events folded together: one load of the keys they read
-    const FLUSH = 50_000; // events between writes (and checkpoints): more coalesce in memory
+    const { chunk: CHUNK, flush: FLUSH, cacheMax } = this.replay;
     let cache = new Map<string, unknown>();
     let dirty: Ops = new Map();
     const space: KeySpace = {
@@ -438,6 +452,7 @@ export class LogStore {
       },
     };
     let count = 0;
+    let unflushed = 0;
     let last = from - 1;
     // While fresh, the disk holds only what earlier flushes wrote: a delete of any other key
     // (a runnable entry put and removed within one window, say) need not be written at all.
@@ -458,7 +473,7 @@ export class LogStore {
       writing.catch(() => {}); // observed by the next await; never an unhandled rejection
       dirty = new Map();
       // A fresh rebuild can trust a cache miss only while the cache holds every key written.
-      if (cache.size > 500_000) {
+      if (cache.size > cacheMax) {
         await writing; // what is read from disk from now on must include it
         cache = new Map();
         persisted.clear();
@@ -469,9 +484,13 @@ export class LogStore {
     const foldChunk = async () => {
       await this.fold(chunk, space, targets);
       count += chunk.length;
+      unflushed += chunk.length;
       last = chunk[chunk.length - 1]?.pos ?? last;
       chunk = [];
-      if (count % FLUSH === 0) await flushChunk();
+      if (unflushed >= FLUSH) {
+        unflushed = 0;
+        await flushChunk();
+      }
     };
     try {
       for await (const e of this.readEvents(from, this.committed)) {
