@@ -10,7 +10,7 @@
 // costs nothing but its read: the code is then compiled as usual. V8 checks a cache against the
 // source's length only, not its content (hashing ~180 KB would cost ~2 ms of the ~7 saved), so
 // `npm run build` always makes the caches anew, and a bundle edited by hand needs its
-// dist/<bundle>.cache deleted (README, "Building").
+// dist/<bundle>.cache deleted (README, "Architecture").
 import { readFileSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { Script } from 'node:vm';

@@ -1,4 +1,5 @@
-// queuectl's command line (dist/queuectl.js, run by dist/cli.js: see boot.ts): parse with cac, then hand over to one file per command group.
+// queuectl's command line (dist/queuectl.js, run by dist/cli.js: see boot.ts): parse with cac,
+// then hand over to one file per command group.
 // The command groups are small and bundled with this file; what is heavy is loaded when it is
 // needed: the database side when no host answers (host/local.ts), the worker runtime, tables.
 import { cac } from 'cac';

@@ -205,9 +205,7 @@ export class Queue {
   private async becomeHost(): Promise<LocalLink> {
     // Loaded only here: a client never pays for LevelDB and the engine at start-up. LevelDB
     // first: the engine's code loads (main thread) while the database opens (its own thread).
-    const level = await import('classic-level');
-    // bundled, a CommonJS module imported dynamically has only a default export
-    const { ClassicLevel } = 'ClassicLevel' in level ? level : (level as { default: typeof level }).default;
+    const { ClassicLevel } = await import('classic-level');
     const db = new ClassicLevel<string, unknown>(this.home.db);
     // createIfMissing only for a new database: classic-level then creates its directory with
     // node:fs/promises, which costs ~1 ms to load (see build.ts)

@@ -575,7 +575,7 @@ export class LogStore {
    * compaction does, and closing throws its work away: with only short commands, every open
    * would start the same compaction again, for ever, and level 0 would keep growing. So a
    * short command that wrote lets it finish, as SQLite's committing connection runs the WAL
-   * checkpoint: one writing command in a few pays for it (on 1M events, 150-700 ms), instead of
+   * checkpoint: one writing command in a few pays for it (on 1M events, 60-700 ms), instead of
    * every command paying a little, for ever. A command that only read never waits (other
    * commands of this data directory do wait meanwhile: the database stays locked). A store
    * whose write failed does not wait either: LevelDB may be stuck with a background error.
