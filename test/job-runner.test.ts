@@ -30,14 +30,18 @@ const until = async (check: () => boolean, ms: number, what: string) => {
     await delay(20);
   }
 };
-const runnerPids = (): number[] => {
+/** Job runners started by `parent` (this process by default): never another test's or worktree's. */
+const runnerPids = (parent = process.pid): number[] => {
   try {
-    return execFileSync('pgrep', ['-f', 'run-job'], { encoding: 'utf8' }).trim().split('\n').map(Number)
-      .filter((pid) => pid !== process.pid && readFileSync(`/proc/${pid}/environ`, 'utf8').includes('QUEUECTL_JOB_RUNNER=1'));
+    return execFileSync('pgrep', ['-P', String(parent), '-f', 'run-job'], { encoding: 'utf8' }).trim().split('\n').map(Number)
+      .filter((pid) => readFileSync(`/proc/${pid}/environ`, 'utf8').includes('QUEUECTL_JOB_RUNNER=1'));
   } catch {
     return [];
   }
 };
+// an exited process whose new parent has not reaped it yet is a zombie: gone all the same
+const gone = (pids: number[]): boolean =>
+  pids.every((pid) => !existsSync(`/proc/${pid}`) || / Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/, '')));
 
 test.after(() => {
   for (const line of strays()) try { process.kill(Number(line.split(' ')[0]), 'SIGKILL'); } catch {}
@@ -116,9 +120,10 @@ test('the runner exits when its worker process dies, and when it is closed', asy
   writeFileSync(file, script);
   const worker = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((resolve) => worker.stdout.once('data', resolve));
-  await until(() => runnerPids().length === 1, 3000, "the worker's runner");
+  await until(() => runnerPids(worker.pid).length === 1, 3000, "the worker's runner");
+  const orphans = runnerPids(worker.pid);
   worker.kill('SIGKILL');
-  await until(() => runnerPids().length === 0, 3000, 'the orphaned runner to exit');
+  await until(() => gone(orphans), 3000, 'the orphaned runner to exit');
   assert.is(strays().length, 1, 'the job itself was left alone');
   for (const line of strays()) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
 });
