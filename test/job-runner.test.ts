@@ -41,7 +41,13 @@ const runnerPids = (parent = process.pid): number[] => {
 };
 // an exited process whose new parent has not reaped it yet is a zombie: gone all the same
 const gone = (pids: number[]): boolean =>
-  pids.every((pid) => !existsSync(`/proc/${pid}`) || / Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/, '')));
+  pids.every((pid) => {
+    try {
+      return / Z /.test(readFileSync(`/proc/${pid}/stat`, 'utf8').replace(/^.*\)/, ''));
+    } catch {
+      return true; // no such process
+    }
+  });
 
 test.after(() => {
   for (const line of strays()) try { process.kill(Number(line.split(' ')[0]), 'SIGKILL'); } catch {}
