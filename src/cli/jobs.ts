@@ -197,7 +197,7 @@ const attemptsOf = (events: StoredEvent[]) => {
   const attempts = new Map<number, { attempt: number; started: number; end: StoredEvent | null }>();
   for (const e of events) {
     if (e.type === 'JobClaimed') attempts.set(e.attempt, { attempt: e.attempt, started: e.at, end: null });
-    else if ((e.type === 'JobSucceeded' || e.type === 'JobFailed' || e.type === 'JobLeaseExpired') && attempts.has(e.attempt)) attempts.get(e.attempt)!.end = e;
+    else if ((e.type === 'JobSucceeded' || e.type === 'JobFailed' || e.type === 'JobLeaseExpired' || e.type === 'JobReleased') && attempts.has(e.attempt)) attempts.get(e.attempt)!.end = e;
     else if (e.type === 'JobCancelled' && e.attempt !== null && attempts.has(e.attempt)) attempts.get(e.attempt)!.end = e;
   }
   return [...attempts.values()];
@@ -208,6 +208,7 @@ const outcome = (end: StoredEvent | null): string => {
   if (end.type === 'JobSucceeded') return 'exit code 0';
   if (end.type === 'JobFailed') return end.error;
   if (end.type === 'JobLeaseExpired') return end.reason;
+  if (end.type === 'JobReleased') return `released: ${end.reason}`;
   if (end.type === 'JobCancelled') return 'cancelled';
   return end.type;
 };
@@ -287,6 +288,10 @@ export const describeEvent = (e: StoredEvent): string => {
       return `attempt ${e.attempt}: ${e.error} after ${secs(e.durationMs)}; ${e.retryAt === null ? `no retries left (max_retries ${e.maxRetries})` : `retry ${e.retry}/${e.maxRetries} at ${iso(e.retryAt)}`}`;
     case 'JobLeaseExpired':
       return `attempt ${e.attempt}: ${e.reason} (worker ${e.workerId}); ${e.retryAt === null ? `no retries left (max_retries ${e.maxRetries})` : `retry ${e.retry}/${e.maxRetries} at ${iso(e.retryAt)}`}`;
+    case 'JobReleased':
+      return e.output === null
+        ? `attempt ${e.attempt}: handed back unstarted by ${e.reason} (worker ${e.workerId}); back to pending, not counted as a retry`
+        : `attempt ${e.attempt}: ended by ${e.reason} after ${secs(e.durationMs)} (worker ${e.workerId}); back to pending, not counted as a retry`;
     case 'JobDeadLettered':
       return `moved to the DLQ after attempt ${e.attempt}: ${e.error}`;
     case 'JobRetried':

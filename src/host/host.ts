@@ -8,7 +8,7 @@ import { FINAL_STATES, type JobState, type JobView } from '../domain/types.ts';
 import type { Claim, Engine } from '../engine/engine.ts';
 import { isJobState } from '../engine/engine.ts';
 import { QueuectlError, isQueuectlError } from '../errors.ts';
-import type { StoredEvent } from '../events.ts';
+import type { AttemptOutput, StoredEvent } from '../events.ts';
 import { JOB_STATES } from '../domain/types.ts';
 import { isAlive, killAttempt, runTag } from './pids.ts';
 
@@ -35,6 +35,41 @@ interface Lease { workerId: string; attempt: number; deadline: number; claimedAt
 
 const wait = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
+/** What a durable event does to the lease of its job's claim: a claim starts one, the attempt's end (or the job's) drops it. */
+const leaseEffect = (e: StoredEvent): 'start' | 'end' | null => {
+  switch (e.type) {
+    case 'JobClaimed':
+      return 'start';
+    case 'JobSucceeded':
+    case 'JobFailed':
+    case 'JobLeaseExpired':
+    case 'JobReleased':
+    case 'JobCancelled':
+    case 'JobDeadLettered':
+    case 'JobRetried':
+      return 'end';
+    case 'JobEnqueued':
+    case 'ConfigSet':
+    case 'WorkerStarted':
+    case 'WorkerStopped':
+      return null;
+    default:
+      e satisfies never; // a new event must say whether it ends a running attempt
+      return null;
+  }
+};
+
+/** `release`: a worker hands back an attempt its forced stop ended (see JobReleased). */
+export interface ReleaseParams {
+  jobId: string;
+  workerId: string;
+  attempt: number;
+  /** Why, for `history`, e.g. "forced stop (second SIGINT)". */
+  reason: string;
+  durationMs: number;
+  output: AttemptOutput | null;
+}
+
 
 export class Host {
   readonly engine: Engine;
@@ -49,8 +84,9 @@ export class Host {
     // Any durable change may make a job runnable or finish one someone waits for.
     engine.store.subscribe((events) => {
       for (const e of events) {
-        if (e.type === 'JobClaimed') this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });
-        else if ('jobId' in e && e.type !== 'JobEnqueued') this.leases.delete(e.jobId);
+        const effect = leaseEffect(e);
+        if (effect === 'start' && e.type === 'JobClaimed') this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });
+        else if (effect === 'end' && 'jobId' in e) this.leases.delete(e.jobId);
       }
       this.wake();
     });
@@ -201,6 +237,10 @@ export class Host {
       }
       return { drop };
     },
+
+    /** A forced stop ended this attempt: the job is pending again without using a retry. */
+    release: (p: ReleaseParams): Promise<StoredEvent[]> =>
+      this.engine.execute({ type: 'release', jobId: p.jobId, workerId: p.workerId, attempt: p.attempt, reason: p.reason, durationMs: p.durationMs, output: p.output }),
 
     workerStart: async (p: { workerId: string; pid: number; slots: number }): Promise<void> => {
       await this.engine.execute({ type: 'workerStart', ...p });
