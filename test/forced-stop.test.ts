@@ -1,13 +1,14 @@
 // End to end, with real processes and signals: a worker's forced stop (`worker stop --force`,
 // or a second SIGINT) hands its running jobs back (JobReleased: pending again, no retry used,
-// history says why).
+// history says why), and `status` with no host running shows a worker whose process is gone
+// as lost, not as running its jobs.
 import { writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { MemoryLevel } from 'memory-level';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import {
-  MARK, type Q, assertNoStrays, cleanup, cli, history, job, json, newHome, ok, scratch, startWorker, stopWorkers, strays, until,
+  MARK, type Q, type StoredEvent, assertNoStrays, cleanup, cli, events, history, job, json, newHome, ok, scratch, startWorker, stopWorkers, strays, until,
 } from './helpers/cli.ts';
 import { Engine } from '../src/engine/engine.ts';
 import type { Queue } from '../src/host/connect.ts';
@@ -110,6 +111,41 @@ test('a second SIGINT: the running job is released the same way', async () => {
   w.signal('SIGINT');
   assert.is((await w.finished(10_000)).code, 0, `the worker exits 0: ${w.lines.join(' | ')}`);
   await checkReleased(q, 'sigint2', dir, /forced stop \(second SIGINT\)/);
+  await assertNoStrays();
+});
+
+interface StatusWorker { id: string; pid: number; running: string[]; alive: boolean; lost_jobs: string[] }
+
+test('status with no host running: a worker killed with SIGKILL (with its host) is shown as lost, its job not as running; status writes nothing', async () => {
+  const { q, dir } = withHome('lost');
+  ok(await q('enqueue', sleepUntilGo(dir, 3), '--id', 'lost3', '--max-retries', '1'));
+  const w = await startWorker(q.home).ready(); // the only process: worker and host
+  await processing(q, 'lost3');
+  w.signal('SIGKILL');
+  await w.finished(5000);
+
+  const before: StoredEvent[] = await events(q);
+  const s = json<{ jobs: Record<string, number>; workers: StatusWorker[] }>(await q('status', '--json'));
+  assert.is(s.workers.length, 1);
+  const lost = s.workers[0]!;
+  assert.is(lost.pid, w.pid);
+  assert.is(lost.alive, false, 'the worker is shown as not alive');
+  assert.equal(lost.running, [], 'its job is not shown as running');
+  assert.equal(lost.lost_jobs, ['lost3'], 'the job it held is named as lost with it');
+  const table = ok(await q('status'));
+  assert.match(table, new RegExp(`^${w.pid}\\s+lost\\s+1\\s+-\\s`, 'm'), `the table shows the worker as lost, running nothing:\n${table}`);
+  assert.match(table, /^Lost\s.*lost3/m, `a line names the job lost with it:\n${table}`);
+  assert.is((await events(q)).length, before.length, 'status (a read) wrote nothing');
+
+  // The next worker's host records the loss and, after the retry's backoff, runs the job again.
+  writeFileSync(join(dir, 'go'), '');
+  const w2 = startWorker(q.home, '--drain');
+  assert.is((await w2.finished(20_000)).code, 0);
+  assert.is((await job(q, 'lost3')).state, 'completed', w2.lines.join(' | '));
+  const types = (await events(q)).slice(before.length).map((e) => e.type);
+  assert.ok(types.includes('WorkerStopped') && types.includes('JobLeaseExpired'), `the loss is recorded by the next host: ${types.join(' ')}`);
+  const s2 = json<{ workers: StatusWorker[] }>(await q('status', '--json'));
+  assert.equal(s2.workers, [], 'no worker left over');
   await assertNoStrays();
 });
 

@@ -16,7 +16,12 @@ export interface RunningAttempt { jobId: string; attempt: number }
 
 export interface StatusView {
   jobs: Record<JobState, number>;
-  workers: { id: string; pid: number; slots: number; running: string[]; since: string; processed: number }[];
+  /**
+   * `alive`: false when the worker's process is gone (this host checks the pid; its loss is
+   * recorded by the next worker start's lease manager, not by a read). A lost worker runs
+   * nothing: the jobs it held are in `lost_jobs`, not in `running`.
+   */
+  workers: { id: string; pid: number; slots: number; running: string[]; since: string; processed: number; alive: boolean; lost_jobs: string[] }[];
   oldest_pending: { id: string; age_seconds: number } | null;
   runs: { total: number; succeeded: number; failed: number; average_seconds: number | null; max_seconds: number | null };
 }
@@ -275,7 +280,10 @@ export class Host {
       const ended = counts.succeededRuns + counts.failedRuns;
       return {
         jobs: counts.jobs,
-        workers: workers.map((w) => ({ id: w.id, pid: w.pid, slots: w.slots, running: w.running, since: new Date(w.startedAt).toISOString(), processed: w.processed })),
+        workers: workers.map((w) => {
+          const alive = isAlive(w.pid);
+          return { id: w.id, pid: w.pid, slots: w.slots, running: alive ? w.running : [], since: new Date(w.startedAt).toISOString(), processed: w.processed, alive, lost_jobs: alive ? [] : w.running };
+        }),
         oldest_pending: oldest ? { id: oldest.id, age_seconds: Math.max(0, Math.round((now - oldest.createdAt) / 1000)) } : null,
         runs: {
           total: counts.runs,
