@@ -37,6 +37,9 @@ export const evolveJob = (job: JobView | undefined, e: StoredEvent): JobView | u
       return { ...job, ...at, state: e.retryAt === null ? 'dead' : 'failed', nextRunAt: e.retryAt, lastError: e.error, exitCode: e.exitCode, workerId: null, leaseUntil: null };
     case 'JobLeaseExpired':
       return { ...job, ...at, state: e.retryAt === null ? 'dead' : 'failed', nextRunAt: e.retryAt, lastError: e.reason, exitCode: null, workerId: null, leaseUntil: null };
+    case 'JobReleased':
+      // due again now; the run it ended does not count against max_retries (totalAttempts stays: fencing)
+      return { ...job, ...at, state: 'pending', attempts: job.attempts - 1, nextRunAt: e.at, workerId: null, leaseUntil: null };
     case 'JobDeadLettered':
       return { ...job, ...at, state: 'dead', nextRunAt: null };
     case 'JobRetried':
@@ -44,6 +47,7 @@ export const evolveJob = (job: JobView | undefined, e: StoredEvent): JobView | u
     case 'JobCancelled':
       return { ...job, ...at, state: 'cancelled', nextRunAt: null, workerId: null, leaseUntil: null };
     default:
+      e satisfies never; // a new job event must say what it does to the job
       return job;
   }
 };

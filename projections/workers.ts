@@ -19,9 +19,16 @@ const workerOf = (e: StoredEvent): string | null => {
     case 'JobSucceeded':
     case 'JobFailed':
     case 'JobLeaseExpired':
+    case 'JobReleased':
     case 'JobCancelled':
       return e.workerId;
+    case 'JobEnqueued':
+    case 'JobDeadLettered':
+    case 'JobRetried':
+    case 'ConfigSet':
+      return null;
     default:
+      e satisfies never; // a new event must say which worker it concerns
       return null;
   }
 };

@@ -63,6 +63,18 @@ export type EventData =
       retry: number | null;
       maxRetries: number;
     }
+  | {
+      // The run was ended by its own worker's forced stop (a second SIGINT/SIGTERM, `worker stop
+      // --force`): the job is pending again and this run does not count against max_retries.
+      // `attempt` stays used (the next claim is attempt + 1), so a late report of it is refused.
+      type: 'JobReleased';
+      jobId: string;
+      workerId: string;
+      attempt: number;
+      reason: string;
+      durationMs: number;
+      output: AttemptOutput | null; // null: handed back before it started (a claim that came after the stop)
+    }
   | { type: 'ConfigSet'; key: string; value: number }
   | { type: 'WorkerStarted'; workerId: string; pid: number; slots: number }
   | { type: 'WorkerStopped'; workerId: string; reason: string };

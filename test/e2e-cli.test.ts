@@ -310,7 +310,7 @@ test('SIGINT stops a worker gracefully (its job finishes); worker stop --force e
   assert.not.ok(isAlive(pid));
   assert.equal(running(6), [], "the job's processes were ended");
   const forced = await job(q, 'forced');
-  assert.equal([forced.state, forced.attempts], ['failed', 1], 'ended, and due for a retry');
+  assert.equal([forced.state, forced.attempts], ['pending', 0], 'ended, and back in the queue without using a retry (test/forced-stop.test.ts)');
 });
 
 // ---- the slow jobs: retries with backoff, the DLQ, run_at, timeouts, 127 --------------------

@@ -95,6 +95,7 @@ type Op =
   | { op: 'claim'; pick: Pick; worker: number }
   | { op: 'report'; pick: Pick; worker: 'owner' | number; attempt: -1 | 0 | 1; success: boolean }
   | { op: 'expire'; pick: Pick; attempt: -1 | 0 | 1 }
+  | { op: 'release'; pick: Pick; worker: 'owner' | number; attempt: -1 | 0 | 1 }
   | { op: 'retry'; picks: Pick[] }
   | { op: 'cancel'; pick: Pick }
   | { op: 'config'; key: string; value: unknown };
@@ -152,6 +153,12 @@ const opArbs = {
     pick: pickArb,
     attempt: fc.oneof({ weight: 6, arbitrary: fc.constant<0>(0) }, { weight: 1, arbitrary: fc.constantFrom<-1 | 1>(-1, 1) }),
   }),
+  release: fc.record({
+    op: fc.constant('release' as const),
+    pick: pickArb,
+    worker: fc.oneof({ weight: 6, arbitrary: fc.constant<'owner'>('owner') }, { weight: 1, arbitrary: fc.nat(2) }),
+    attempt: fc.oneof({ weight: 6, arbitrary: fc.constant<0>(0) }, { weight: 1, arbitrary: fc.constantFrom<-1 | 1>(-1, 1) }),
+  }),
   retry: fc.record({
     op: fc.constant('retry' as const),
     picks: fc.oneof(
@@ -169,6 +176,7 @@ const opArb: fc.Arbitrary<Op> = fc.oneof(
   { weight: 1, arbitrary: opArbs.claim },
   { weight: 5, arbitrary: opArbs.report },
   { weight: 2, arbitrary: opArbs.expire },
+  { weight: 2, arbitrary: opArbs.release },
   { weight: 2, arbitrary: opArbs.retry },
   { weight: 1, arbitrary: opArbs.cancel },
   { weight: 2, arbitrary: opArbs.config },
@@ -180,6 +188,7 @@ const stepArbs: fc.Arbitrary<Step>[] = [
   opArbs.claim,
   opArbs.report, opArbs.report, opArbs.report, opArbs.report,
   opArbs.expire,
+  opArbs.release,
   opArbs.retry, opArbs.retry,
   opArbs.cancel,
   opArbs.config, opArbs.config,
@@ -338,6 +347,15 @@ const plan = (model: QueueModel, op: Op): Planned => {
       const attempt = (job?.totalAttempts ?? 1) + op.attempt;
       const cycle = job?.attempts ?? null;
       return execute(`expireLease(${id}, attempt ${attempt})`, { type: 'expireLease', jobId: id, attempt, reason: 'worker lost' }, model.expireLease(id, attempt), cycle);
+    }
+    case 'release': {
+      const id = resolve(model, op.pick);
+      const job = model.jobs.get(id);
+      const worker = op.worker === 'owner' ? (job?.workerId ?? 'w0') : WORKERS[op.worker]!;
+      const attempt = (job?.totalAttempts ?? 1) + op.attempt;
+      const reason = 'forced stop (second SIGINT)';
+      const label = `release(${id}, ${worker}, attempt ${attempt})`;
+      return execute(label, { type: 'release', jobId: id, workerId: worker, attempt, reason, durationMs: 5, output: null }, model.release(id, worker, attempt, reason));
     }
     case 'retry': {
       // distinct ids here: naming one job twice has its own test below (it is a known disagreement)
@@ -561,6 +579,28 @@ test('fencing: a late report from a lost worker is refused with QUEUECTL_STALE_A
   const [ok] = d.run({ type: 'report', jobId: 'a', workerId: 'w2', attempt: 2, result: failure(null) }, 5002);
   assert.is(ok?.type, 'JobSucceeded');
   stale({ type: 'report', jobId: 'a', workerId: 'w2', attempt: 2, result: failure(null) }); // never applied twice
+});
+
+test('a forced stop releases the run without using a retry (max_retries 0); the released attempt stays fenced', () => {
+  const d = pureDriver();
+  d.run({ type: 'enqueue', jobs: [specA(0)] }, 0);
+  const release = (attempt: number, now: number) =>
+    d.run({ type: 'release', jobId: 'a', workerId: 'w', attempt, reason: 'forced stop (second SIGINT)', durationMs: 3, output: null }, now);
+  for (const attempt of [1, 2]) {
+    d.run({ type: 'claim', jobId: 'a', workerId: 'w', leaseMs: 1000 }, attempt * 10);
+    assert.equal(release(attempt, attempt * 10 + 1).map((e) => e.type), ['JobReleased']);
+    assert.equal({ state: d.job().state, attempts: d.job().attempts, totalAttempts: d.job().totalAttempts, nextRunAt: d.job().nextRunAt }, { state: 'pending', attempts: 0, totalAttempts: attempt, nextRunAt: attempt * 10 + 1 });
+  }
+  const stale = (command: Command) => assert.throws(() => d.run(command, 50), (e: unknown) => isQueuectlError(e) && e.code === 'QUEUECTL_STALE_ATTEMPT');
+  stale({ type: 'report', jobId: 'a', workerId: 'w', attempt: 2, result: failure(null) }); // the released attempt reports late
+  const [claimed] = d.run({ type: 'claim', jobId: 'a', workerId: 'w2', leaseMs: 1000 }, 60);
+  assert.is(claimed?.type === 'JobClaimed' && claimed.attempt, 3, 'the next claim is attempt 3');
+  stale({ type: 'report', jobId: 'a', workerId: 'w', attempt: 2, result: failure(null) });
+  stale({ type: 'release', jobId: 'a', workerId: 'w', attempt: 3, reason: 'x', durationMs: 0, output: null }); // not its worker
+  // the one counted run fails: dead, as max_retries 0 says
+  const last = d.run({ type: 'report', jobId: 'a', workerId: 'w2', attempt: 3, result: failure('exit code 1') }, 70);
+  assert.equal(last.map((e) => e.type), ['JobFailed', 'JobDeadLettered']);
+  assert.is(d.job().attempts, 1);
 });
 
 test('dlq retry naming the same dead job twice retries it once (one JobRetried)', () => {

@@ -148,7 +148,11 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   const view = await withQueue(o, (q) => q.call('status', {}));
   if (o.json) return printJson(view);
   const j = view.jobs;
-  const parts = (['pending', 'processing', 'completed', 'failed', 'dead', 'cancelled'] as const).map((s) => `${colorState(s)} ${j[s]}`);
+  const lost = view.workers.filter((w) => !w.alive);
+  const lostJobs = lost.flatMap((w) => w.lost_jobs);
+  const parts = (['pending', 'processing', 'completed', 'failed', 'dead', 'cancelled'] as const).map(
+    (s) => `${colorState(s)} ${j[s]}${s === 'processing' && lostJobs.length > 0 ? ` (${lostJobs.length} lost)` : ''}`,
+  );
   process.stdout.write(`${colors.bold('Jobs')}     ${parts.join('  ')}\n`);
   process.stdout.write(`${colors.bold('Oldest')}   ${view.oldest_pending ? `${view.oldest_pending.id} pending for ${ago(view.oldest_pending.age_seconds * 1000)}` : 'nothing pending'}\n`);
   const r = view.runs;
@@ -159,9 +163,21 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   }
   process.stdout.write(`\n`);
   await printTable(
-    ['WORKER PID', 'SLOTS', 'RUNNING', 'DONE', 'SINCE'],
-    view.workers.map((w) => [w.pid, w.slots, w.running.length === 0 ? 'idle' : w.running.join(' '), w.processed, `${ago(Date.now() - Date.parse(w.since))} ago`]),
+    ['WORKER PID', 'STATE', 'SLOTS', 'RUNNING', 'DONE', 'SINCE'],
+    view.workers.map((w) => [
+      w.pid,
+      w.alive ? 'alive' : colors.red('lost'),
+      w.slots,
+      w.alive ? (w.running.length === 0 ? 'idle' : w.running.join(' ')) : '-',
+      w.processed,
+      `${ago(Date.now() - Date.parse(w.since))} ago`,
+    ]),
   );
+  // Shown, not recorded: a read writes nothing; the next `worker start` records the loss.
+  for (const w of lost) {
+    const held = w.lost_jobs.length === 0 ? 'it ran nothing' : `its job${w.lost_jobs.length === 1 ? '' : 's'} ${w.lost_jobs.join(' ')} will end as "worker lost"`;
+    process.stdout.write(`${colors.bold('Lost')}     worker ${w.pid} is gone; ${held} when a worker next starts (\`queuectl worker start\`)\n`);
+  }
 };
 
 export const list = async (o: GlobalOptions & { state?: unknown; limit?: unknown }): Promise<void> => {
@@ -197,7 +213,7 @@ const attemptsOf = (events: StoredEvent[]) => {
   const attempts = new Map<number, { attempt: number; started: number; end: StoredEvent | null }>();
   for (const e of events) {
     if (e.type === 'JobClaimed') attempts.set(e.attempt, { attempt: e.attempt, started: e.at, end: null });
-    else if ((e.type === 'JobSucceeded' || e.type === 'JobFailed' || e.type === 'JobLeaseExpired') && attempts.has(e.attempt)) attempts.get(e.attempt)!.end = e;
+    else if ((e.type === 'JobSucceeded' || e.type === 'JobFailed' || e.type === 'JobLeaseExpired' || e.type === 'JobReleased') && attempts.has(e.attempt)) attempts.get(e.attempt)!.end = e;
     else if (e.type === 'JobCancelled' && e.attempt !== null && attempts.has(e.attempt)) attempts.get(e.attempt)!.end = e;
   }
   return [...attempts.values()];
@@ -208,6 +224,7 @@ const outcome = (end: StoredEvent | null): string => {
   if (end.type === 'JobSucceeded') return 'exit code 0';
   if (end.type === 'JobFailed') return end.error;
   if (end.type === 'JobLeaseExpired') return end.reason;
+  if (end.type === 'JobReleased') return `released: ${end.reason}`;
   if (end.type === 'JobCancelled') return 'cancelled';
   return end.type;
 };
@@ -287,6 +304,10 @@ export const describeEvent = (e: StoredEvent): string => {
       return `attempt ${e.attempt}: ${e.error} after ${secs(e.durationMs)}; ${e.retryAt === null ? `no retries left (max_retries ${e.maxRetries})` : `retry ${e.retry}/${e.maxRetries} at ${iso(e.retryAt)}`}`;
     case 'JobLeaseExpired':
       return `attempt ${e.attempt}: ${e.reason} (worker ${e.workerId}); ${e.retryAt === null ? `no retries left (max_retries ${e.maxRetries})` : `retry ${e.retry}/${e.maxRetries} at ${iso(e.retryAt)}`}`;
+    case 'JobReleased':
+      return e.output === null
+        ? `attempt ${e.attempt}: handed back unstarted by ${e.reason} (worker ${e.workerId}); back to pending, not counted as a retry`
+        : `attempt ${e.attempt}: ended by ${e.reason} after ${secs(e.durationMs)} (worker ${e.workerId}); back to pending, not counted as a retry`;
     case 'JobDeadLettered':
       return `moved to the DLQ after attempt ${e.attempt}: ${e.error}`;
     case 'JobRetried':

@@ -30,11 +30,11 @@ const start = async (o: WorkerOptions): Promise<void> => {
   const onSignal = (name: string) => {
     signals += 1;
     if (signals === 1) {
-      log(`${name}: stopping; running jobs finish first (send it again to end them now)`);
+      log(`${name}: stopping; running jobs finish first (send it again to end them now and put them back in the queue)`);
       pool.stop();
     } else {
-      log(`${name} again: ending running jobs`);
-      pool.killRunning();
+      log(`${name} again: ending running jobs; they go back to pending without using a retry`);
+      pool.killRunning(`forced stop (second ${name})`);
     }
   };
   process.on('SIGINT', () => onSignal('SIGINT'));

@@ -21,6 +21,7 @@ export type Command =
   | { type: 'claim'; jobId: string; workerId: string; leaseMs: number }
   | { type: 'report'; jobId: string; workerId: string; attempt: number; result: AttemptResult }
   | { type: 'expireLease'; jobId: string; attempt: number; reason: string }
+  | { type: 'release'; jobId: string; workerId: string; attempt: number; reason: string; durationMs: number; output: AttemptOutput | null }
   | { type: 'retry'; jobIds: string[] }
   | { type: 'cancel'; jobId: string }
   | { type: 'configSet'; key: string; value: unknown }
@@ -43,9 +44,15 @@ export const jobsNamedBy = (command: Command): string[] => {
     case 'claim':
     case 'report':
     case 'expireLease':
+    case 'release':
     case 'cancel':
       return [command.jobId];
+    case 'configSet':
+    case 'workerStart':
+    case 'workerStop':
+      return [];
     default:
+      command satisfies never; // a new command must say which jobs it reads
       return [];
   }
 };
@@ -147,6 +154,13 @@ export const decide = (command: Command, state: DecideState, now: number): Event
         reason: command.reason,
         ...d,
       }), command.reason);
+    }
+    case 'release': {
+      // Only the worker holding the current attempt may hand it back; the attempt stays spent
+      // as a fencing token (the next claim is attempt + 1), not as a retry.
+      const job = current(state, command.jobId, command.attempt, command.workerId);
+      const { workerId, attempt, reason, durationMs, output } = command;
+      return [{ type: 'JobReleased', jobId: job.id, workerId, attempt, reason, durationMs, output }];
     }
     case 'retry': {
       if (command.jobIds.length === 0) refuse('QUEUECTL_INVALID_INPUT', 'name at least one dead job to retry, or use --all');

@@ -13,7 +13,7 @@ export interface JobView {
   maxRetries: number | null; // the job's own limit; null follows config
   runAt: number | null;
   timeoutMs: number | null;
-  attempts: number; // runs in the current cycle (reset by a DLQ retry)
+  attempts: number; // runs in the current cycle (reset by a DLQ retry; a run released by a forced stop is not counted)
   totalAttempts: number; // every run ever: the fencing token of the next claim is totalAttempts + 1
   createdAt: number;
   updatedAt: number;

@@ -8,7 +8,7 @@ import { FINAL_STATES, type JobState, type JobView } from '../domain/types.ts';
 import type { Claim, Engine } from '../engine/engine.ts';
 import { isJobState } from '../engine/engine.ts';
 import { QueuectlError, isQueuectlError } from '../errors.ts';
-import type { StoredEvent } from '../events.ts';
+import type { AttemptOutput, StoredEvent } from '../events.ts';
 import { JOB_STATES } from '../domain/types.ts';
 import { isAlive, killAttempt, runTag } from './pids.ts';
 
@@ -16,7 +16,12 @@ export interface RunningAttempt { jobId: string; attempt: number }
 
 export interface StatusView {
   jobs: Record<JobState, number>;
-  workers: { id: string; pid: number; slots: number; running: string[]; since: string; processed: number }[];
+  /**
+   * `alive`: false when the worker's process is gone (this host checks the pid; its loss is
+   * recorded by the next worker start's lease manager, not by a read). A lost worker runs
+   * nothing: the jobs it held are in `lost_jobs`, not in `running`.
+   */
+  workers: { id: string; pid: number; slots: number; running: string[]; since: string; processed: number; alive: boolean; lost_jobs: string[] }[];
   oldest_pending: { id: string; age_seconds: number } | null;
   runs: { total: number; succeeded: number; failed: number; average_seconds: number | null; max_seconds: number | null };
 }
@@ -35,6 +40,41 @@ interface Lease { workerId: string; attempt: number; deadline: number; claimedAt
 
 const wait = (ms: number) => new Promise<void>((r) => setTimeout(r, ms).unref());
 
+/** What a durable event does to the lease of its job's claim: a claim starts one, the attempt's end (or the job's) drops it. */
+const leaseEffect = (e: StoredEvent): 'start' | 'end' | null => {
+  switch (e.type) {
+    case 'JobClaimed':
+      return 'start';
+    case 'JobSucceeded':
+    case 'JobFailed':
+    case 'JobLeaseExpired':
+    case 'JobReleased':
+    case 'JobCancelled':
+    case 'JobDeadLettered':
+    case 'JobRetried':
+      return 'end';
+    case 'JobEnqueued':
+    case 'ConfigSet':
+    case 'WorkerStarted':
+    case 'WorkerStopped':
+      return null;
+    default:
+      e satisfies never; // a new event must say whether it ends a running attempt
+      return null;
+  }
+};
+
+/** `release`: a worker hands back an attempt its forced stop ended (see JobReleased). */
+export interface ReleaseParams {
+  jobId: string;
+  workerId: string;
+  attempt: number;
+  /** Why, for `history`, e.g. "forced stop (second SIGINT)". */
+  reason: string;
+  durationMs: number;
+  output: AttemptOutput | null;
+}
+
 
 export class Host {
   readonly engine: Engine;
@@ -49,8 +89,9 @@ export class Host {
     // Any durable change may make a job runnable or finish one someone waits for.
     engine.store.subscribe((events) => {
       for (const e of events) {
-        if (e.type === 'JobClaimed') this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });
-        else if ('jobId' in e && e.type !== 'JobEnqueued') this.leases.delete(e.jobId);
+        const effect = leaseEffect(e);
+        if (effect === 'start' && e.type === 'JobClaimed') this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });
+        else if (effect === 'end' && 'jobId' in e) this.leases.delete(e.jobId);
       }
       this.wake();
     });
@@ -202,6 +243,10 @@ export class Host {
       return { drop };
     },
 
+    /** A forced stop ended this attempt: the job is pending again without using a retry. */
+    release: (p: ReleaseParams): Promise<StoredEvent[]> =>
+      this.engine.execute({ type: 'release', jobId: p.jobId, workerId: p.workerId, attempt: p.attempt, reason: p.reason, durationMs: p.durationMs, output: p.output }),
+
     workerStart: async (p: { workerId: string; pid: number; slots: number }): Promise<void> => {
       await this.engine.execute({ type: 'workerStart', ...p });
     },
@@ -235,7 +280,10 @@ export class Host {
       const ended = counts.succeededRuns + counts.failedRuns;
       return {
         jobs: counts.jobs,
-        workers: workers.map((w) => ({ id: w.id, pid: w.pid, slots: w.slots, running: w.running, since: new Date(w.startedAt).toISOString(), processed: w.processed })),
+        workers: workers.map((w) => {
+          const alive = isAlive(w.pid);
+          return { id: w.id, pid: w.pid, slots: w.slots, running: alive ? w.running : [], since: new Date(w.startedAt).toISOString(), processed: w.processed, alive, lost_jobs: alive ? [] : w.running };
+        }),
         oldest_pending: oldest ? { id: oldest.id, age_seconds: Math.max(0, Math.round((now - oldest.createdAt) / 1000)) } : null,
         runs: {
           total: counts.runs,

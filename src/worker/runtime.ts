@@ -5,7 +5,7 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AttemptResult } from '../domain/decide.ts';
 import { isQueuectlError } from '../errors.ts';
-import type { StoredEvent } from '../events.ts';
+import type { AttemptOutput, StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import type { ClaimAnswer } from '../host/host.ts';
@@ -31,6 +31,8 @@ const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(2))}s`;
 export class WorkerPool {
   readonly workerId = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
   private stopping = false;
+  /** Set by a forced stop (the second signal): why the jobs it ends are handed back. */
+  private forcedStop: string | null = null;
   private readonly running = new Map<string, { attempt: number; handle: RunningJob }>();
   private heartbeat: NodeJS.Timeout | null = null;
 
@@ -54,9 +56,13 @@ export class WorkerPool {
     this.stopping = true;
   }
 
-  /** Second signal: end every running job's process group now. */
-  killRunning(): void {
+  /**
+   * Second signal: end every running job's process group now. The jobs it ends are released
+   * (pending again, no retry used), never reported as failed: the run was cut short by us.
+   */
+  killRunning(reason: string): void {
     this.stopping = true;
+    this.forcedStop = reason;
     for (const r of this.running.values()) r.handle.kill();
   }
 
@@ -103,6 +109,8 @@ export class WorkerPool {
   private async execute({ job, attempt, outputLimit }: ClaimAnswer): Promise<ClaimAnswer | null> {
     const { home, log, queue } = this.options;
     const dir = join(home.logs, job.id);
+    // A claim that came back with a report after a forced stop is handed back unstarted.
+    if (this.forcedStop !== null) return this.release(job.id, attempt, this.forcedStop, 0, null);
     log(`${job.id} started (attempt ${job.attempts}): ${job.command}`);
     const handle = (this.options.runJob ?? runJob)({
       command: job.command,
@@ -124,19 +132,43 @@ export class WorkerPool {
       error: r.error,
       output: { stdout: r.stdout, stderr: r.stderr },
     };
-    const notRecorded = (code: string, message: string) =>
-      log(code === 'QUEUECTL_STALE_ATTEMPT' ? `${job.id} ended; its attempt was no longer current (cancelled, or claim expired), so the result was not recorded` : `${job.id}: result of attempt ${attempt} not recorded: ${message}`);
+    // Ended by our own forced stop (not by a timeout, or on its own first): not a failed run.
+    if (r.cancelled && this.forcedStop !== null) return this.release(job.id, attempt, this.forcedStop, result.durationMs, result.output);
     try {
       // The next claim rides on the report (one round trip, one batch) unless we are stopping.
       const answer = await queue.call('report', { jobId: job.id, workerId: this.workerId, attempt, result, claim: !this.stopping });
-      if (answer.refused) notRecorded(answer.refused.code, answer.refused.message);
+      if (answer.refused) this.notRecorded(job.id, attempt, answer.refused.code, answer.refused.message);
       else log(describe(job.id, answer.events, r.durationMs));
       return answer.claim ?? null;
     } catch (e) {
       if (!isQueuectlError(e)) throw e;
-      notRecorded(e.code, e.message);
+      this.notRecorded(job.id, attempt, e.code, e.message);
       return null;
     }
+  }
+
+  /** Hand an attempt back (JobReleased). Asks for no next claim: only a forced stop releases. */
+  private async release(jobId: string, attempt: number, reason: string, durationMs: number, output: AttemptOutput | null): Promise<null> {
+    try {
+      await this.options.queue.call('release', { jobId, workerId: this.workerId, attempt, reason, durationMs, output });
+      this.options.log(
+        output === null
+          ? `${jobId} handed back unstarted (${reason}); back to pending`
+          : `${jobId} ended by ${reason} after ${seconds(durationMs)}; back to pending (this run does not count as a retry)`,
+      );
+    } catch (e) {
+      if (!isQueuectlError(e)) throw e;
+      this.notRecorded(jobId, attempt, e.code, e.message);
+    }
+    return null;
+  }
+
+  private notRecorded(jobId: string, attempt: number, code: string, message: string): void {
+    this.options.log(
+      code === 'QUEUECTL_STALE_ATTEMPT'
+        ? `${jobId} ended; its attempt was no longer current (cancelled, or claim expired), so the result was not recorded`
+        : `${jobId}: result of attempt ${attempt} not recorded: ${message}`,
+    );
   }
 }
 

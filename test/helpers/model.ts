@@ -12,6 +12,9 @@
 // - After the n-th run of a cycle fails (n = attempts so far), the retry waits
 //   min(backoff_base^n, backoff_max) seconds. A lost lease is a failure like any other.
 // - DLQ retry: dead -> pending, attempts 0, due now. Only dead jobs can be retried.
+// - Release (a worker's forced stop hands its running attempt back): only the current attempt
+//   of a processing job, from its worker; the job is pending and due now, and the run does not
+//   count (attempts goes back down; totalAttempts stays, so the next claim is attempt + 1).
 // - Cancel: pending, failed or processing -> cancelled; any other state is refused.
 // - A report is accepted only for the current attempt of a processing job, from its worker.
 // - A claim takes, among pending/failed jobs that are due, the lowest priority number, then
@@ -236,6 +239,18 @@ export class QueueModel {
     if (!job) return refused('QUEUECTL_UNKNOWN_JOB');
     if (!this.isCurrent(job, attempt)) return refused('QUEUECTL_STALE_ATTEMPT');
     return { ok: true, events: this.fail(job, 'JobLeaseExpired', attempt) };
+  }
+
+  release(id: string, workerId: string, attempt: number, reason: string): MOutcome {
+    const job = this.jobs.get(id);
+    if (!job) return refused('QUEUECTL_UNKNOWN_JOB');
+    if (!this.isCurrent(job, attempt, workerId)) return refused('QUEUECTL_STALE_ATTEMPT');
+    job.state = 'pending';
+    job.attempts -= 1;
+    job.nextRunAt = this.now;
+    job.workerId = null;
+    job.leaseUntil = null;
+    return { ok: true, events: [{ type: 'JobReleased', jobId: id, workerId, attempt, reason }] };
   }
 
   /** DLQ retry: all named jobs must exist and be dead, else nothing happens. */
