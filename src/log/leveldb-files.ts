@@ -17,7 +17,7 @@ export const WAL_END_FILE = 'QUEUECTL_WAL_END';
 export const damaged = (dir: string, what: string): QueuectlError =>
   new QueuectlError(
     'QUEUECTL_DAMAGED',
-    `the queue database in ${dir} is damaged (${what}); nothing was changed: run \`queuectl repair\` (it keeps a copy first, see README "When the data directory is damaged")`,
+    `the queue database in ${dir} is damaged (${what}); run \`queuectl repair\` (it keeps a copy first, see README "When the data directory is damaged")`,
   );
 
 /** A LevelDB error that means its files are damaged (rather than locked, or not permitted). */
@@ -60,11 +60,19 @@ const MIDDLE = 3;
 const LAST = 4;
 
 /**
- * The first damaged record of a file in LevelDB's log format, or null. A record cut short by
- * the end of the file is what a writer that died mid-write leaves (never acknowledged), so it is
- * not damage here; a truncation of acknowledged records is caught by checkWalEnd.
+ * The damaged records of a file in LevelDB's log format: what is wrong with the first, and the
+ * offset of each record whose checksum, length or type is bad (LevelDB's reader drops the rest
+ * of that block, and so does this one). A record cut short by the end of the file is what a
+ * writer that died mid-write leaves (never acknowledged), so it is not damage here; a
+ * truncation of acknowledged records is caught by checkWalEnd.
  */
-export const findDamagedRecord = (buf: Uint8Array): string | null => {
+export const scanLog = (buf: Uint8Array): { first: string | null; bad: number[] } => {
+  let first: string | null = null;
+  const bad: number[] = [];
+  const report = (what: string, at?: number) => {
+    first ??= what;
+    if (at !== undefined) bad.push(at);
+  };
   let inRecord = false;
   for (let block = 0; block < buf.length; block += BLOCK) {
     const end = Math.min(block + BLOCK, buf.length);
@@ -74,22 +82,31 @@ export const findDamagedRecord = (buf: Uint8Array): string | null => {
       const type = buf[at + 6]!;
       if (type === 0 && length === 0) break; // zero padding: LevelDB skips the rest of the block
       if (at + HEADER + length > end) {
-        if (end === buf.length) return null; // cut short at the end of the file
-        return `bad record length at byte ${at}`;
+        if (end !== buf.length) report(`bad record length at byte ${at}`, at);
+        inRecord = false;
+        break; // at the end of the file: cut short
       }
       const stored = (buf[at]! | (buf[at + 1]! << 8) | (buf[at + 2]! << 16) | (buf[at + 3]! << 24)) >>> 0;
-      if (maskedCrc32c(buf, at + 6, at + HEADER + length) !== stored) return `checksum mismatch at byte ${at}`;
+      if (maskedCrc32c(buf, at + 6, at + HEADER + length) !== stored) {
+        report(`checksum mismatch at byte ${at}`, at);
+        inRecord = false;
+        break;
+      }
       if (type === FULL || type === FIRST) {
-        if (inRecord) return `a record without its end before byte ${at}`;
+        if (inRecord) report(`a record without its end before byte ${at}`);
         inRecord = type === FIRST;
       } else if (type === MIDDLE || type === LAST) {
-        if (!inRecord) return `a record without its start at byte ${at}`;
+        if (!inRecord) report(`a record without its start at byte ${at}`);
         inRecord = type === MIDDLE;
-      } else return `unknown record type ${type} at byte ${at}`;
+      } else {
+        report(`unknown record type ${type} at byte ${at}`, at);
+        inRecord = false;
+        break;
+      }
       at += HEADER + length;
     }
   }
-  return null;
+  return { first, bad };
 };
 
 const logNumber = (name: string): number | null => {
@@ -117,8 +134,8 @@ export const inspectDatabase = (dir: string): { create: boolean } => {
   if (!manifest) return fail(dir, "CURRENT does not name a MANIFEST");
   if (!names.includes(manifest)) return fail(dir, `${manifest}, named by CURRENT, is missing`);
   for (const name of [manifest, ...names.filter((n) => logNumber(n) !== null)]) {
-    const bad = findDamagedRecord(readFileSync(join(dir, name)));
-    if (bad) return fail(dir, `${name}: ${bad}`);
+    const { first } = scanLog(readFileSync(join(dir, name)));
+    if (first) return fail(dir, `${name}: ${first}`);
   }
   checkWalEnd(dir, names);
   return { create: false };
@@ -163,6 +180,22 @@ const checkWalEnd = (dir: string, names: string[]): void => {
     if (size < end.size) fail(dir, `${end.log} is cut short: ${size} of the ${end.size} bytes queuectl wrote; events up to position ${end.pos} were acknowledged`);
   } else if (!names.some((n) => (logNumber(n) ?? -1) > number)) {
     fail(dir, `${end.log} is missing; events up to position ${end.pos} were acknowledged`);
+  }
+};
+
+/**
+ * LevelDB's repair reads write-ahead logs without checking checksums (repair.cc says it does,
+ * then passes false): a damaged record would come back as garbage. Zeroing its header makes
+ * every reader skip the rest of its block, as LevelDB's checksumming recovery does.
+ */
+export const blankDamagedLogRecords = (dir: string): void => {
+  for (const name of readdirSync(dir).filter((n) => logNumber(n) !== null)) {
+    const path = join(dir, name);
+    const buf = readFileSync(path);
+    const { bad } = scanLog(buf);
+    if (bad.length === 0) continue;
+    for (const at of bad) buf.fill(0, at, at + HEADER);
+    writeFileSync(path, buf);
   }
 };
 

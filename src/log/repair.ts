@@ -1,14 +1,14 @@
 // `queuectl repair`: bring a damaged database back with every event that survives, and say
 // exactly which positions were lost. LevelDB's own repair (RepairDB) does the salvage: it turns
-// every write-ahead log into a table (skipping damaged records), keeps every readable entry of
-// every table, and writes a new MANIFEST and CURRENT. What it cannot know is what queuectl's
+// every write-ahead log into a table (damaged records blanked first: it does not check their
+// checksums), keeps every readable entry of every table, and writes a new MANIFEST and CURRENT. What it cannot know is what queuectl's
 // log should hold; that is checked here: every event decodes, positions run from 0, and any
 // gap is recorded in meta as lost (never renumbered: `events --from N` readers keep their place).
 import { cpSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PROJECTIONS } from '../../projections/index.ts';
 import { QueuectlError } from '../errors.ts';
-import { readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
+import { blankDamagedLogRecords, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
 import { FORMAT, LogStore } from './store.ts';
 
 export interface RepairReport {
@@ -56,6 +56,7 @@ export const repairDatabase = async (dbDir: string): Promise<RepairReport> => {
   // The note describes logs RepairDB is about to turn into tables.
   rmSync(join(dbDir, WAL_END_FILE), { force: true });
 
+  blankDamagedLogRecords(dbDir);
   const { ClassicLevel } = await import('classic-level');
   await ClassicLevel.repair(dbDir);
   const db = new ClassicLevel<string, string>(dbDir);
