@@ -109,6 +109,26 @@ export const scanLog = (buf: Uint8Array): { first: string | null; bad: number[] 
   return { first, bad };
 };
 
+/** The process holding LevelDB's lock on `file` (a POSIX lock, listed in /proc/locks on Linux). */
+export const lockHolder = (file: string): number | null => {
+  const st = statSync(file, { throwIfNoEntry: false });
+  if (!st) return null;
+  let locks: string;
+  try {
+    locks = readFileSync('/proc/locks', 'utf8');
+  } catch {
+    return null; // not Linux: no way to know here
+  }
+  const major = Math.floor(st.dev / 256) & 0xfff;
+  const minor = (st.dev & 0xff) | ((Math.floor(st.dev / 4096) & ~0xff) >>> 0);
+  const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${st.ino}`;
+  for (const line of locks.split('\n')) {
+    const f = line.trim().split(/\s+/);
+    if (f[5] === id) return Number(f[4]);
+  }
+  return null;
+};
+
 const logNumber = (name: string): number | null => {
   const m = /^(\d+)\.log$/.exec(name);
   return m ? Number(m[1]) : null;
@@ -128,6 +148,19 @@ export const inspectDatabase = (dir: string): { create: boolean } => {
     throw e;
   }
   if (names.length === 0) return { create: true };
+  try {
+    inspectFiles(dir, names);
+  } catch (e) {
+    // Another process has it open (creating it, or replacing its MANIFEST or log while we
+    // read): what we saw was a moment of that, not damage. LevelDB's lock decides who goes on
+    // (createIfMissing stays off), and this process looks again when its turn comes.
+    if (readdirSync(dir).join('/') !== names.join('/') || lockHolder(join(dir, 'LOCK')) !== null) return { create: false };
+    throw e;
+  }
+  return { create: false };
+};
+
+const inspectFiles = (dir: string, names: string[]): void => {
   if (!names.includes('CURRENT')) return fail(dir, "CURRENT is missing");
   const current = readFileSync(join(dir, 'CURRENT'), 'latin1');
   const manifest = /^(MANIFEST-\d+)\n$/.exec(current)?.[1];
@@ -138,7 +171,6 @@ export const inspectDatabase = (dir: string): { create: boolean } => {
     if (first) return fail(dir, `${name}: ${first}`);
   }
   checkWalEnd(dir, names);
-  return { create: false };
 };
 
 const fail = (dir: string, what: string): never => {

@@ -4,11 +4,11 @@
 // checksums), keeps every readable entry of every table, and writes a new MANIFEST and CURRENT. What it cannot know is what queuectl's
 // log should hold; that is checked here: every event decodes, positions run from 0, and any
 // gap is recorded in meta as lost (never renumbered: `events --from N` readers keep their place).
-import { cpSync, existsSync, readFileSync, rmSync, statSync } from 'node:fs';
+import { cpSync, existsSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PROJECTIONS } from '../../projections/index.ts';
 import { QueuectlError } from '../errors.ts';
-import { blankDamagedLogRecords, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
+import { blankDamagedLogRecords, lockHolder, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
 import { FORMAT, LogStore } from './store.ts';
 
 export interface RepairReport {
@@ -21,26 +21,6 @@ export interface RepairReport {
   /** How many positions those ranges hold. */
   lostCount: number;
 }
-
-/** The process holding LevelDB's lock on `file` (a POSIX lock, listed in /proc/locks on Linux). */
-const lockHolder = (file: string): number | null => {
-  const st = statSync(file, { throwIfNoEntry: false });
-  if (!st) return null;
-  let locks: string;
-  try {
-    locks = readFileSync('/proc/locks', 'utf8');
-  } catch {
-    return null; // not Linux: the socket check (in the command) is all there is
-  }
-  const major = Math.floor(st.dev / 256) & 0xfff;
-  const minor = (st.dev & 0xff) | ((Math.floor(st.dev / 4096) & ~0xff) >>> 0);
-  const id = `${major.toString(16).padStart(2, '0')}:${minor.toString(16).padStart(2, '0')}:${st.ino}`;
-  for (const line of locks.split('\n')) {
-    const f = line.trim().split(/\s+/);
-    if (f[5] === id) return Number(f[4]);
-  }
-  return null;
-};
 
 const stamp = (): string => new Date().toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
 
