@@ -84,6 +84,10 @@ cli
   .command('projections <action>', 'rebuild | verify: recompute the projections from the log')
   .action(admin.projections);
 
+cli
+  .command('repair', 'Bring a damaged database back: LevelDB repair, then check the log and rebuild (keeps a copy first)')
+  .action(admin.repair);
+
 cli.help();
 cli.version(pkg.version);
 

@@ -1,7 +1,9 @@
-// dlq, config, events, projections.
+// dlq, config, events, projections, repair.
+import { connect } from 'node:net';
 import { CONFIG_KEYS, CONFIG_RULES, type Config, isConfigKey, parseConfigValue } from '../domain/config.ts';
 import { QueuectlError } from '../errors.ts';
-import { colors, type GlobalOptions, invalid, iso, jobJson, LONG_LIVED, parseInteger, printJson, printTable, withQueue } from './context.ts';
+import { prepareHome } from '../home.ts';
+import { colors, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseInteger, printJson, printTable, withQueue } from './context.ts';
 import { describeEvent } from './jobs.ts';
 
 const unknownAction = (group: string, action: string, valid: string): never =>
@@ -88,4 +90,31 @@ export const projections = async (action: string, o: GlobalOptions): Promise<voi
     return;
   }
   unknownAction('projections', action, "'projections rebuild' or 'projections verify'");
+};
+
+/** Whether a host answers on the socket (it then has the database open). */
+const hostAnswers = (socket: string): Promise<boolean> =>
+  new Promise((resolve) => {
+    const s = connect(socket);
+    s.once('connect', () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once('error', () => resolve(false));
+  });
+
+export const repair = async (o: GlobalOptions): Promise<void> => {
+  const h = home(o);
+  prepareHome(h);
+  if (await hostAnswers(h.socket)) {
+    throw new QueuectlError('QUEUECTL_BUSY', `a queuectl host is using ${h.dir}; stop it first (queuectl worker stop), then run queuectl repair again`);
+  }
+  const { repairDatabase } = await import('../log/repair.ts');
+  const r = await repairDatabase(h.db);
+  if (o.json) return printJson(r);
+  const which = r.lost.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ');
+  process.stdout.write(
+    `repaired ${h.db}: ${r.kept} events kept, ${r.lostCount} lost${r.lostCount > 0 ? ` (positions ${which})` : ''}\n` +
+      `projections rebuilt and verified; the database as it was is kept in ${r.backup}\n`,
+  );
 };

@@ -6,8 +6,8 @@ import { QueuectlError } from '../errors.ts';
 import { type Home, prepareHome, checkOwnership } from '../home.ts';
 import type { Host, Method, Params, Result } from './host.ts';
 import { type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
+import { asDamage, inspectDatabase } from '../log/leveldb-files.ts';
 
 export interface ConnectOptions {
   /** Serve other processes when this one becomes the host (long-running processes: workers). */
@@ -111,11 +111,15 @@ class LocalLink implements Link {
     readonly host: Host,
     /** Stops serving the socket (see server.ts); null when this process does not serve. */
     private readonly stopServing: (() => Promise<void>) | null,
+    /** For naming the database when a read finds it damaged. */
+    private readonly dbDir: string,
   ) {}
 
   call(method: string, params: unknown): Promise<unknown> {
     const handler = this.host.api[method as Method] as (p: unknown) => Promise<unknown>;
-    return handler(params);
+    return handler(params).catch((e: unknown) => {
+      throw asDamage(e, this.dbDir) ?? e;
+    });
   }
 
   async close(): Promise<void> {
@@ -205,11 +209,14 @@ export class Queue {
   private async becomeHost(): Promise<LocalLink> {
     // Loaded only here: a client never pays for LevelDB and the engine at start-up. LevelDB
     // first: the engine's code loads (main thread) while the database opens (its own thread).
+    // A database is created only where there is none (db/ absent or empty); anything else
+    // LevelDB must not open until it is known whole (see leveldb-files.ts).
+    const { create } = inspectDatabase(this.home.db);
     const { ClassicLevel } = await import('classic-level');
     const db = new ClassicLevel<string, unknown>(this.home.db);
-    // createIfMissing only for a new database: classic-level then creates its directory with
-    // node:fs/promises, which costs ~1 ms to load (see build.ts)
-    const opening = db.open({ createIfMissing: !existsSync(join(this.home.db, 'CURRENT')) }).then(() => null, (e: unknown) => ({ e }));
+    // createIfMissing only for a new database (LevelDB's default is true): classic-level then
+    // also creates its directory with node:fs/promises, which costs ~1 ms to load (see build.ts)
+    const opening = db.open({ createIfMissing: create }).then(() => null, (e: unknown) => ({ e }));
     let local: typeof import('./local.ts');
     try {
       local = await import('./local.ts');
@@ -224,17 +231,17 @@ export class Queue {
       const e = failed.e;
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') throw cause;
-      throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${this.home.db}: ${cause?.message ?? (e as Error).message}`);
+      throw asDamage(e, this.home.db) ?? new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${this.home.db}: ${cause?.message ?? (e as Error).message}`);
     }
     let engine;
     try {
       engine = await Engine.open(db as never);
     } catch (e) {
       await db.close();
-      throw e;
+      throw asDamage(e, this.home.db) ?? e;
     }
     const host = new Host(engine);
-    const link = new LocalLink(host, this.options.serve ? await serve(host, this.home.socket) : null);
+    const link = new LocalLink(host, this.options.serve ? await serve(host, this.home.socket) : null, this.home.db);
     await this.options.onHost?.(host);
     return link;
   }

@@ -12,6 +12,7 @@ import type { JobView } from '../domain/types.ts';
 import type { Projection, ProjectionView } from '../../projections/index.ts';
 import { evolveJob } from '../../projections/jobs.ts';
 import { hex, type JobTransition } from '../../projections/projection.ts';
+import { damaged, writeWalEnd } from './leveldb-files.ts';
 
 // biome-ignore lint: any database of the abstract-level family (classic-level, memory-level)
 export type AnyLevel = AbstractLevel<any, string, any>;
@@ -122,6 +123,8 @@ export class LogStore {
   committed = -1;
   /** Whether this process wrote to the database (see close). */
   private wrote = false;
+  /** Position ranges [from, to] that `queuectl repair` found lost: the only gaps the log may have. */
+  private holes: [number, number][] = [];
 
   private constructor(db: AnyLevel, options: StoreOptions) {
     this.db = db;
@@ -143,9 +146,11 @@ export class LogStore {
     if (db.status !== 'open') await db.open();
     const store = new LogStore(db, options);
     // What opening reads, in one round trip: on a cold database each read opens table files.
-    const [[format, versions, checkpoint], last] = await Promise.all([store.meta.getMany(['format', 'versions', 'checkpoint']), store.lastPos()]);
+    const [[format, versions, checkpoint, holes], last] = await Promise.all([store.meta.getMany(['format', 'versions', 'checkpoint', 'holes']), store.lastPos()]);
     await store.checkFormat(format);
-    store.staged = store.committed = last;
+    store.holes = (holes ?? []) as [number, number][];
+    // a lost tail stays lost: its positions are never given to new events
+    store.staged = store.committed = Math.max(last, store.holes.at(-1)?.[1] ?? -1);
     await store.catchUp((versions ?? {}) as Record<string, number>, (checkpoint ?? -1) as number);
     return store;
   }
@@ -397,18 +402,46 @@ export class LogStore {
 
   // ---- reading ----------------------------------------------------------------------------
 
-  /** Every durable event from `from` on, streamed in chunks. */
+  /**
+   * Every durable event from `from` on, streamed in chunks. Positions are contiguous by
+   * construction, so a gap (not one repair recorded) or an event that does not decode is
+   * damage: LevelDB skips a damaged region of its write-ahead log without a word.
+   */
   async *readEvents(from = 0, to = Number.POSITIVE_INFINITY): AsyncGenerator<StoredEvent> {
-    const it = this.log.values(opts({ gte: posKey(from), ...(Number.isFinite(to) ? { lte: posKey(to) } : {}), highWaterMarkBytes: 1 << 20 }));
+    const end = Math.min(to, this.committed);
+    const it = this.log.iterator(opts({ gte: posKey(from), ...(Number.isFinite(to) ? { lte: posKey(to) } : {}), valueEncoding: 'utf8', highWaterMarkBytes: 1 << 20 }));
+    let next = from;
     try {
       for (;;) {
-        const chunk = (await it.nextv(1000)) as StoredEvent[];
-        if (chunk.length === 0) return;
-        for (const e of chunk) yield upcast(e);
+        const chunk = (await it.nextv(1000)) as [string, string][];
+        if (chunk.length === 0) break;
+        for (const [key, raw] of chunk) {
+          const pos = Number.parseInt(key, 16);
+          if (pos > next) this.checkGap(next, pos - 1);
+          let e: StoredEvent;
+          try {
+            e = JSON.parse(raw) as StoredEvent;
+          } catch {
+            throw this.damage(`the event at position ${pos} does not decode`);
+          }
+          if (e?.pos !== pos || typeof e.type !== 'string') throw this.damage(`the event stored at position ${pos} is not one`);
+          next = pos + 1;
+          yield upcast(e);
+        }
       }
     } finally {
       await it.close();
     }
+    if (next <= end) this.checkGap(next, end);
+  }
+
+  private checkGap(from: number, to: number): void {
+    if (this.holes.some(([a, b]) => a <= from && to <= b)) return;
+    throw this.damage(`the log has no event${from === to ? ` at position ${from}` : `s at positions ${from}-${to}`}`);
+  }
+
+  private damage(what: string): QueuectlError {
+    return damaged((this.db as { location?: string }).location ?? 'memory', what);
   }
 
   /** One job's events, through the stream index (never a scan of the log). */
@@ -583,6 +616,15 @@ export class LogStore {
   async close(options: { letCompactionFinish?: boolean } = {}): Promise<void> {
     await this.drain().catch(() => {});
     if (this.wrote && !this.broken && options.letCompactionFinish) await this.letCompactionFinish();
+    // Still holding the lock, nothing more to write: the next open can check the log is whole.
+    const location = (this.db as { location?: string }).location;
+    if (location && !this.broken && this.db.status === 'open') {
+      try {
+        writeWalEnd(location, this.committed);
+      } catch {
+        // a full disk or a read-only directory: the next open only checks less
+      }
+    }
     await this.db.close();
   }
 
