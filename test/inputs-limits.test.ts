@@ -17,12 +17,18 @@ import {
 test.after.each(() => stopWorkers());
 test.after(cleanup);
 
-/** Runs `args`, asserts a refusal naming `limit`, and that the log did not change. */
-const refusedAndNothingWritten = async (q: Q, args: string[], code: 1 | 2, limit: RegExp) => {
+type Refusal = [args: string[], code: 1 | 2, limit: RegExp];
+
+/** Runs each case (three at a time), asserts a refusal naming its limit, and that the log did not change. */
+const refusals = async (q: Q, cases: Refusal[]): Promise<void> => {
   const before = ok(await q('events', '--json'));
-  refused(await q(...args), code, limit);
-  assert.is(ok(await q('events', '--json')), before, `${args.join(' ').slice(0, 80)} wrote nothing`);
+  const left = [...cases];
+  await Promise.all(Array.from({ length: 3 }, async () => {
+    for (let c = left.shift(); c !== undefined; c = left.shift()) refused(await q(...c[0]), c[1], c[2]);
+  }));
+  assert.is(ok(await q('events', '--json')), before, 'the refusals wrote nothing');
 };
+const refusedAndNothingWritten = (q: Q, args: string[], code: 1 | 2, limit: RegExp) => refusals(q, [[args, code, limit]]);
 
 const fileWith = (name: string, text: string): string => {
   const path = join(scratch('jobs'), name);
@@ -34,12 +40,14 @@ test('timeouts: 2^31 ms or more and values below 1 ms are refused; the longest a
   const home = newHome();
   const q = cli(home);
   ok(await q('enqueue', 'true', '--id', 'seed'));
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--timeout', '100000h'], 2, /--timeout 100000h is too long: at most 2147483\.647 seconds/);
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--timeout', '24.86d'], 2, /at most 2147483\.647 seconds/);
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--timeout', '0.0001'], 2, /--timeout must be a number > 0, from 0\.001 to 2147483\.647 seconds/);
-  await refusedAndNothingWritten(q, ['enqueue', '{"command":"true","timeout_seconds":1e12}'], 2, /timeout_seconds must be a number > 0, from 0\.001 to 2147483\.647/);
-  await refusedAndNothingWritten(q, ['enqueue', '{"command":"true","timeout_seconds":0.0001}'], 2, /timeout_seconds .* from 0\.001/);
-  await refusedAndNothingWritten(q, ['enqueue', '{"command":"true","timeout_seconds":2147483.648}'], 2, /timeout_seconds .* to 2147483\.647/);
+  await refusals(q, [
+    [['enqueue', 'true', '--timeout', '100000h'], 2, /--timeout 100000h is too long: at most 2147483\.647 seconds/],
+    [['enqueue', 'true', '--timeout', '24.86d'], 2, /at most 2147483\.647 seconds/],
+    [['enqueue', 'true', '--timeout', '0.0001'], 2, /--timeout must be a number > 0, from 0\.001 to 2147483\.647 seconds/],
+    [['enqueue', '{"command":"true","timeout_seconds":1e12}'], 2, /timeout_seconds must be a number > 0, from 0\.001 to 2147483\.647/],
+    [['enqueue', '{"command":"true","timeout_seconds":0.0001}'], 2, /timeout_seconds .* from 0\.001/],
+    [['enqueue', '{"command":"true","timeout_seconds":2147483.648}'], 2, /timeout_seconds .* to 2147483\.647/],
+  ]);
   ok(await q('enqueue', '{"id":"longest","command":"true","timeout_seconds":2147483.647}'));
   ok(await q('enqueue', '{"id":"shortest","command":"sleep 1","timeout_seconds":0.001}'));
   assert.is((await job(q, 'longest')).timeout_seconds, 2147483.647);
@@ -64,7 +72,7 @@ test('config: every key has a range that keeps computed times valid; values past
     ['output_limit', '9007199254740992', /output_limit: expected an integer >= 0 and <= 67108864/],
     ['max_retries', '2147483648', /max_retries: expected an integer >= 0 and <= 2147483647/],
   ];
-  for (const [key, value, message] of cases) await refusedAndNothingWritten(q, ['config', 'set', key, value], 2, message);
+  await refusals(q, cases.map(([key, value, message]): Refusal => [['config', 'set', key, value], 2, message]));
   for (const [key, value] of [['lease_seconds', '86400'], ['backoff_max', '31536000'], ['backoff_base', '1000000'], ['output_limit', '67108864'], ['max_retries', '2147483647']]) {
     ok(await q('config', 'set', key!, value!));
   }
@@ -102,13 +110,15 @@ test('commands with a NUL byte or longer than the kernel passes to a shell are r
   const home = newHome();
   const q = cli(home);
   ok(await q('enqueue', 'true', '--id', 'seed'));
-  await refusedAndNothingWritten(q, ['enqueue', '--file', fileWith('nul.json', '{"command":"echo a\\u0000b"}')], 2, /command contains a NUL byte/);
-  await refusedAndNothingWritten(q, ['enqueue', '{"command":"echo a\\u0000b"}'], 2, /command contains a NUL byte/);
   const tooLong = `: ${'a'.repeat(131_072 - 2)}`;
-  await refusedAndNothingWritten(q, ['enqueue', '--file', fileWith('long.json', JSON.stringify({ command: tooLong }))], 2, /the command is 131072 bytes, more than the 131071 bytes \(128 KiB\)/);
-  // multi-byte characters count as bytes
-  await refusedAndNothingWritten(q, ['enqueue', '--file', fileWith('wide.json', JSON.stringify({ command: `: ${'é'.repeat(65_535)}` }))], 2, /131072 bytes, more than the 131071/);
-  await refusedAndNothingWritten(q, ['enqueue', '--file', fileWith('cwd.json', JSON.stringify({ command: 'true', cwd: `/${'d'.repeat(4095)}` }))], 2, /cwd is longer than 4095 bytes/);
+  await refusals(q, [
+    [['enqueue', '--file', fileWith('nul.json', '{"command":"echo a\\u0000b"}')], 2, /command contains a NUL byte/],
+    [['enqueue', '{"command":"echo a\\u0000b"}'], 2, /command contains a NUL byte/],
+    [['enqueue', '--file', fileWith('long.json', JSON.stringify({ command: tooLong }))], 2, /the command is 131072 bytes, more than the 131071 bytes \(128 KiB\)/],
+    // multi-byte characters count as bytes
+    [['enqueue', '--file', fileWith('wide.json', JSON.stringify({ command: `: ${'é'.repeat(65_535)}` }))], 2, /131072 bytes, more than the 131071/],
+    [['enqueue', '--file', fileWith('cwd.json', JSON.stringify({ command: 'true', cwd: `/${'d'.repeat(4095)}` }))], 2, /cwd is longer than 4095 bytes/],
+  ]);
   ok(await q('cancel', 'seed'));
   ok(await q('enqueue', '--file', fileWith('longest.json', JSON.stringify({ id: 'longest', command: `: ${'a'.repeat(131_071 - 2)}` }))));
   const w = startWorker(home, '--drain');
@@ -124,11 +134,12 @@ test('commands with a NUL byte or longer than the kernel passes to a shell are r
 test('dates that do not exist are refused, not moved (option and JSON); real ones are kept', async () => {
   const q = cli(newHome());
   ok(await q('enqueue', 'true', '--id', 'seed'));
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--run-at', '2026-02-30T10:00:00Z'], 2, /run_at "2026-02-30T10:00:00Z" is not a real date and time/);
-  for (const runAt of ['2026-02-29T00:00:00Z', '2026-04-31', '2026-13-01', '2026-01-01T24:00:00Z', '2026-01-01T10:60:00Z', '2026-01-01T10:00:60Z', '2026-01-01T10:00:00+24:00']) {
-    await refusedAndNothingWritten(q, ['enqueue', JSON.stringify({ command: 'true', run_at: runAt })], 2, /is not a real date and time/);
-  }
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--delay', '99999999h'], 2, /--delay 99999999h reaches past 9999-12-31/);
+  const impossible = ['2026-02-29T00:00:00Z', '2026-04-31', '2026-13-01', '2026-01-01T24:00:00Z', '2026-01-01T10:60:00Z', '2026-01-01T10:00:60Z', '2026-01-01T10:00:00+24:00'];
+  await refusals(q, [
+    [['enqueue', 'true', '--run-at', '2026-02-30T10:00:00Z'], 2, /run_at "2026-02-30T10:00:00Z" is not a real date and time/],
+    ...impossible.map((runAt): Refusal => [['enqueue', JSON.stringify({ command: 'true', run_at: runAt })], 2, /is not a real date and time/]),
+    [['enqueue', 'true', '--delay', '99999999h'], 2, /--delay 99999999h reaches past 9999-12-31/],
+  ]);
   ok(await q('enqueue', 'true', '--id', 'leap', '--run-at', '2028-02-29T10:00:00Z'));
   assert.is((await job(q, 'leap')).run_at, '2028-02-29T10:00:00.000Z');
   ok(await q('enqueue', JSON.stringify({ id: 'late', command: 'true', run_at: '9999-12-31T23:59:59Z' })));
@@ -139,10 +150,12 @@ test('options: a repeated or empty value is refused (nothing created); values ar
   const root = scratch('opts');
   const q = cli(newHome());
   ok(await q('enqueue', 'true', '--id', 'seed'));
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--cwd', '/tmp', '--cwd', '/var'], 2, /--cwd was given twice \('\/tmp' and '\/var'\); give it once/);
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--priority=1', '--priority', '2'], 2, /--priority was given twice/);
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--id', ''], 2, /--id was given an empty value/);
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--timeout='], 2, /--timeout was given an empty value/);
+  await refusals(q, [
+    [['enqueue', 'true', '--cwd', '/tmp', '--cwd', '/var'], 2, /--cwd was given twice \('\/tmp' and '\/var'\); give it once/],
+    [['enqueue', 'true', '--priority=1', '--priority', '2'], 2, /--priority was given twice/],
+    [['enqueue', 'true', '--id', ''], 2, /--id was given an empty value/],
+    [['enqueue', 'true', '--timeout='], 2, /--timeout was given an empty value/],
+  ]);
   refused(await run(['status', '--home', join(root, 'A'), '--home', join(root, 'B')], { cwd: root }), 2, /--home was given twice/);
   refused(await run(['status', '--home', ''], { cwd: root }), 2, /--home was given an empty value/);
   assert.equal(readdirSync(root), [], 'no data directory A,B or 0 was created');
@@ -173,10 +186,12 @@ test('an argument is JSON only when it opens like a job object or an array of th
   assert.is((await w.finished()).code, 0);
   for (const f of ['brace.out', 'test.out', 'arr1.out', 'forced.out']) assert.ok(existsSync(join(dir, f)), `${f} written by its job`);
   // JSON that is broken is still an error, with the way out
-  await refusedAndNothingWritten(q, ['enqueue', '{"command": "echo hi", '], 2, /starts like JSON but is not valid JSON .*give a shell command with --command/);
-  await refusedAndNothingWritten(q, ['enqueue', '[]'], 2, /nothing to enqueue/);
-  await refusedAndNothingWritten(q, ['enqueue', '[{"command":"true"},{"command":"true"}]', '--id', 'x'], 2, /--id names one job/);
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--command', 'true'], 2, /either a job or --command, not both/);
+  await refusals(q, [
+    [['enqueue', '{"command": "echo hi", '], 2, /starts like JSON but is not valid JSON .*give a shell command with --command/],
+    [['enqueue', '[]'], 2, /nothing to enqueue/],
+    [['enqueue', '[{"command":"true"},{"command":"true"}]', '--id', 'x'], 2, /--id names one job/],
+    [['enqueue', 'true', '--command', 'true'], 2, /either a job or --command, not both/],
+  ]);
 });
 
 test('--file reads at most 64 MiB from a file, a device, a FIFO or stdin, and the batch it sends is bounded', async () => {
@@ -231,9 +246,11 @@ test('queuectl --bogus is an error, not just the help; priority and retry messag
   refused(await run(['--bogus=1', '--home', newHome()]), 2, /unknown option '--bogus'/);
   const q = cli(newHome());
   ok(await q('enqueue', 'true', '--id', 'seed'));
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--priority', '2147483648'], 2, /priority must be an integer from -2147483648 to 2147483647/);
-  await refusedAndNothingWritten(q, ['enqueue', '{"command":"true","priority":-2147483649}'], 2, /priority must be an integer from -2147483648 to 2147483647/);
-  await refusedAndNothingWritten(q, ['enqueue', 'true', '--max-retries', '2147483648'], 2, /max_retries must be an integer >= 0 \(at most 2147483647\)/);
+  await refusals(q, [
+    [['enqueue', 'true', '--priority', '2147483648'], 2, /priority must be an integer from -2147483648 to 2147483647/],
+    [['enqueue', '{"command":"true","priority":-2147483649}'], 2, /priority must be an integer from -2147483648 to 2147483647/],
+    [['enqueue', 'true', '--max-retries', '2147483648'], 2, /max_retries must be an integer >= 0 \(at most 2147483647\)/],
+  ]);
   refused(await q('worker', 'start', '--count', '100000000'), 2, /--count takes an integer >= 1 and <= 1024/);
   ok(await q('enqueue', 'true', '--priority=-2147483648', '--id', 'lowest'));
   assert.is((await job(q, 'lowest')).priority, -2147483648);
