@@ -158,7 +158,8 @@ test('options: a repeated or empty value is refused (nothing created); values ar
   ]);
   refused(await run(['status', '--home', join(root, 'A'), '--home', join(root, 'B')], { cwd: root }), 2, /--home was given twice/);
   refused(await run(['status', '--home', ''], { cwd: root }), 2, /--home was given an empty value/);
-  assert.equal(readdirSync(root), [], 'no data directory A,B or 0 was created');
+  refused(await run(['enqueue', 'true'], { cwd: root, env: { QUEUECTL_HOME: '' } }), 2, /QUEUECTL_HOME is set but empty/);
+  assert.equal(readdirSync(root), [], 'no data directory A,B or 0 was created, nor one in the current directory');
   // as typed: an id of digits keeps its zeros
   ok(await q('enqueue', 'true', '--id', '007'));
   assert.ok((await job(q, '007')).id === '007');

@@ -16,7 +16,11 @@ export interface GlobalOptions {
 // anyway, and node:tty costs ~0.3 ms to load when stdout is not a terminal
 export const colors = createColors(process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb');
 
-export const home = (opts: GlobalOptions): Home => resolveHome(opts.home === undefined ? undefined : String(opts.home));
+export const home = (opts: GlobalOptions): Home => {
+  // an empty --home is refused in the parse step; an empty variable would make the current directory the data directory
+  if (opts.home === undefined && process.env.QUEUECTL_HOME === '') invalid('QUEUECTL_HOME is set but empty; unset it or point it at a directory');
+  return resolveHome(opts.home === undefined ? undefined : String(opts.home));
+};
 
 /**
  * For commands that may run for long (wait, events --follow): if this process becomes the
