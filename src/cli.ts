@@ -6,6 +6,8 @@ import { cac } from 'cac';
 import { fail, QueuectlError, isQueuectlError } from './errors.ts';
 import * as admin from './cli/admin.ts';
 import * as jobs from './cli/jobs.ts';
+import { typedOptionValues } from './cli/context.ts';
+import { oneLine } from './cli/escape.ts';
 import { worker } from './cli/worker.ts';
 
 import pkg from '../package.json' with { type: 'json' };
@@ -15,7 +17,7 @@ cli.option('--home <dir>', 'data directory (default: $QUEUECTL_HOME or ~/.queuec
 cli.option('--json', 'machine-readable JSON on stdout (read commands)');
 
 cli
-  .command('enqueue [job]', 'Add a job: a JSON object or a shell command')
+  .command('enqueue [job]', 'Add a job: a shell command, or JSON (a job object or an array of them)')
   .option('--id <id>', 'job id (default: generated, unique and sortable)')
   .option('--max-retries <n>', 'retries after the first run (default: config max_retries)')
   .option('--priority <n>', 'lower runs first (default 0); negative values as --priority=-1')
@@ -23,7 +25,8 @@ cli
   .option('--delay <duration>', 'do not start before this long from now (30s, 5m, 2h)')
   .option('--timeout <duration>', 'end the job after this long (30s, 5m, 2h)')
   .option('--cwd <dir>', 'working directory (default: the current one)')
-  .option('--file <path>', 'enqueue every job of a JSON object, JSON array or NDJSON file (- for stdin)')
+  .option('--file <path>', 'enqueue every job of a JSON object, JSON array or NDJSON file (- for stdin; at most 64 MiB)')
+  .option('--command <command>', 'the shell command, never read as JSON (for a command starting with { or [)')
   .example(`queuectl enqueue 'sleep 3; echo done' --id sleepy`)
   .example(`queuectl enqueue '{"id":"job1","command":"echo hi","max_retries":2}'`)
   .example('queuectl enqueue --file jobs.ndjson')
@@ -54,6 +57,7 @@ cli.command('show <id>', 'One job').action(jobs.show);
 cli
   .command('logs <id>', 'stdout and stderr of each attempt')
   .option('--attempt <n>', 'only this attempt')
+  .option('--raw', "the kept bytes as they are: stdout to stdout, stderr to stderr, no headers, control characters not escaped")
   .action(jobs.logs);
 
 cli.command('history <id>', "The job's events, replayed from the log").action(jobs.history);
@@ -109,13 +113,20 @@ const joinNegativeValues = (argv: string[]): string[] => {
 };
 
 const main = async (): Promise<void> => {
-  const parsed = cli.parse(joinNegativeValues(process.argv), { run: false });
+  const argv = joinNegativeValues(process.argv);
+  const parsed = cli.parse(argv, { run: false });
   if (!cli.matchedCommand) {
     if (parsed.options.help || parsed.options.version) return;
     cli.outputHelp();
     if (cli.args[0] !== undefined) fail('QUEUECTL_UNKNOWN_COMMAND', `unknown command '${cli.args[0]}'; see the list above`);
+    const unknown = argv.slice(2).find((a) => a.startsWith('-') && !cli.globalCommand.options.some((o) => o.rawName.split(/[ ,<]+/).includes(a.split('=')[0]!)));
+    if (unknown !== undefined) fail('QUEUECTL_UNKNOWN_COMMAND', `unknown option '${unknown.split('=')[0]}' and no command; see the list above`);
     process.exitCode = 2;
     return;
+  }
+  // Every option's value as typed, each given at most once (see typedOptionValues).
+  for (const [flag, value] of typedOptionValues(argv.slice(2), [...cli.globalCommand.options, ...cli.matchedCommand.options])) {
+    cli.options[flag.slice(2).replace(/-([a-z])/g, (_, c: string) => c.toUpperCase())] = value;
   }
   await cli.runMatchedCommand();
 };
@@ -123,14 +134,14 @@ const main = async (): Promise<void> => {
 const report = (e: unknown): void => {
   if (process.env.QUEUECTL_DEBUG === '1') console.error(e);
   if (isQueuectlError(e)) {
-    process.stderr.write(`queuectl: ${e.message}\n`);
+    process.stderr.write(`queuectl: ${oneLine(e.message)}\n`);
     process.exitCode = e instanceof QueuectlError ? e.exitCode : 1;
   } else if ((e as Error)?.name === 'CACError') {
-    const message = (e as Error).message.replace(/`/g, "'").replace(/^Unknown option '-(\d[\d.]*)'$/, "negative number '-$1' where none is allowed");
+    const message = oneLine((e as Error).message).replace(/`/g, "'").replace(/^Unknown option '-(\d[\d.]*)'$/, "negative number '-$1' where none is allowed");
     process.stderr.write(`queuectl: ${message.charAt(0).toLowerCase()}${message.slice(1)}; see \`queuectl ${cli.matchedCommandName ?? ''} --help\`\n`.replace(' ` ', ' `'));
     process.exitCode = 2;
   } else {
-    process.stderr.write(`queuectl: unexpected error: ${(e as Error)?.message ?? String(e)} (set QUEUECTL_DEBUG=1 for details)\n`);
+    process.stderr.write(`queuectl: unexpected error: ${oneLine((e as Error)?.message ?? String(e))} (set QUEUECTL_DEBUG=1 for details)\n`);
     process.exitCode = 1;
   }
 };

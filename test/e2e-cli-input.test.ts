@@ -51,7 +51,7 @@ const badInput: Case[] = [
   [['enqueue', '{"command":"x","timeout_seconds":-1}'], 2, /timeout_seconds must be a number > 0/],
   [['enqueue', '{"command":"x","timeout_seconds":"5"}'], 2, /timeout_seconds must be a number > 0/],
   [['enqueue', '{"command":"x","run_at":"tomorrow"}'], 2, /run_at "tomorrow" is not an ISO 8601 time/],
-  [['enqueue', '{"command":"x","cwd":"relative/dir"}'], 2, /cwd must be an absolute path/],
+  [['enqueue', '{"command":"x","cwd":""}'], 2, /cwd must be an absolute path/],
   // enqueue: options
   [['enqueue', 'x', '--id', 'bad id!'], 2, /invalid job id/],
   [['enqueue', 'x', '--id'], 2, /'--id <id>' value is missing/],

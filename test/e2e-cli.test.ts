@@ -74,8 +74,8 @@ test('a job completes; its output, env (QUEUECTL_JOB_ID/ATTEMPT), cwd and closed
     { ...attempt, duration_seconds: typeof attempt.duration_seconds },
     {
       attempt: 1, status: 'exit code 0', duration_seconds: 'number',
-      stdout: out, stdout_bytes: Buffer.byteLength(out), stdout_truncated: false,
-      stderr: 'to-stderr\n', stderr_bytes: 10, stderr_truncated: false,
+      stdout: out, stdout_bytes: Buffer.byteLength(out), stdout_truncated: false, stdout_missing_bytes: 0,
+      stderr: 'to-stderr\n', stderr_bytes: 10, stderr_truncated: false, stderr_missing_bytes: 0,
     },
   );
 

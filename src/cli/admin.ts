@@ -4,7 +4,8 @@ import { CONFIG_KEYS, CONFIG_RULES, type Config, isConfigKey, parseConfigValue }
 import { QueuectlError } from '../errors.ts';
 import { prepareHome } from '../home.ts';
 import { colors, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseInteger, printJson, printTable, withQueue } from './context.ts';
-import { describeEvent } from './jobs.ts';
+import { oneLine } from './escape.ts';
+import { COMMAND_CELL, describeEvent } from './jobs.ts';
 
 const unknownAction = (group: string, action: string, valid: string): never =>
   invalid(`unknown action '${group} ${action}'; use ${valid}`);
@@ -20,7 +21,7 @@ export const dlq = async (action: string, ids: string[], o: GlobalOptions & { al
     }
     await printTable(
       ['ID', 'DIED', 'ATTEMPTS', 'LAST ERROR', 'COMMAND'],
-      entries.map((e) => [e.id, iso(e.at), e.job?.attempts ?? e.attempt, e.error, e.job?.command ?? null]),
+      entries.map((e) => [oneLine(e.id), iso(e.at), e.job?.attempts ?? e.attempt, oneLine(String(e.error), COMMAND_CELL), e.job ? oneLine(e.job.command, COMMAND_CELL) : null]),
     );
     return;
   }
@@ -64,7 +65,7 @@ export const events = async (o: GlobalOptions & { from?: unknown; follow?: boole
     for (;;) {
       const batch = await q.call('events', { from, limit: 1000, waitMs: o.follow ? 10_000 : 0 });
       for (const e of batch) {
-        process.stdout.write(o.json ? `${JSON.stringify(e)}\n` : `${String(e.pos).padStart(6)}  ${iso(e.at)}  ${e.type.padEnd(15)}  ${'jobId' in e ? `${e.jobId}  ` : ''}${describeEvent(e)}\n`);
+        process.stdout.write(o.json ? `${JSON.stringify(e)}\n` : `${String(e.pos).padStart(6)}  ${iso(e.at)}  ${oneLine(String(e.type), 40).padEnd(15)}  ${'jobId' in e ? `${oneLine(String(e.jobId))}  ` : ''}${describeEvent(e)}\n`);
       }
       if (batch.length > 0) from = batch[batch.length - 1]!.pos + 1;
       else if (!o.follow) return;

@@ -16,7 +16,11 @@ export interface GlobalOptions {
 // anyway, and node:tty costs ~0.3 ms to load when stdout is not a terminal
 export const colors = createColors(process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb');
 
-export const home = (opts: GlobalOptions): Home => resolveHome(opts.home === undefined ? undefined : String(opts.home));
+export const home = (opts: GlobalOptions): Home => {
+  // an empty --home is refused in the parse step; an empty variable would make the current directory the data directory
+  if (opts.home === undefined && process.env.QUEUECTL_HOME === '') invalid('QUEUECTL_HOME is set but empty; unset it or point it at a directory');
+  return resolveHome(opts.home === undefined ? undefined : String(opts.home));
+};
 
 /**
  * For commands that may run for long (wait, events --follow): if this process becomes the
@@ -39,37 +43,69 @@ export const invalid = (message: string): never => {
   throw new QueuectlError('QUEUECTL_INVALID_INPUT', message);
 };
 
-/** `30s`, `5m`, `2h`, `1.5h`, or a bare number of seconds. */
-export const parseDuration = (value: unknown, option: string): number => {
+/** `30s`, `5m`, `2h`, `1.5h`, or a bare number of seconds; at most `maxMs`. */
+export const parseDuration = (value: unknown, option: string, maxMs = Number.POSITIVE_INFINITY): number => {
   const text = String(value).trim();
   const result = /^\d+(\.\d+)?$/.test(text) ? Number(text) * 1000 : (ms as (v: string) => number | undefined)(text);
   if (typeof result !== 'number' || !Number.isFinite(result) || result <= 0 || value === true) {
     invalid(`${option} takes a duration like 30s, 5m or 2h, got '${value === true ? '' : text}'`);
   }
+  if ((result as number) > maxMs) invalid(`${option} ${text} is too long: at most ${maxMs / 1000} seconds (about ${ms(maxMs, { long: true })})`);
   return result as number;
 };
 
-/** An integer option; cac hands over numbers, strings or `true` (flag given without a value). */
-export const parseInteger = (value: unknown, option: string, min = Number.MIN_SAFE_INTEGER): number => {
+/** An integer option within [min, max]; cac hands over strings, or `true` (flag given without a value). */
+export const parseInteger = (value: unknown, option: string, min = Number.MIN_SAFE_INTEGER, max = Number.MAX_SAFE_INTEGER): number => {
   const n = typeof value === 'number' ? value : typeof value === 'string' && /^-?\d+$/.test(value.trim()) ? Number(value) : Number.NaN;
-  if (!Number.isInteger(n) || n < min) {
-    invalid(`${option} takes an integer${min > Number.MIN_SAFE_INTEGER ? ` >= ${min}` : ''}, got '${value === true ? '' : String(value)}'`);
+  if (!Number.isInteger(n) || n < min || n > max) {
+    const from = min > Number.MIN_SAFE_INTEGER;
+    const to = max < Number.MAX_SAFE_INTEGER;
+    const range = `${from ? ` >= ${min}` : ''}${to ? `${from ? ' and' : ''} <= ${max}` : ''}`;
+    invalid(`${option} takes an integer${range}, got '${value === true ? '' : String(value)}'`);
   }
   return n;
 };
 
-/** The raw text of an option as typed (cac turns `--id 007` into the number 7). */
-export const rawOption = (name: string): string | undefined => {
-  const argv = process.argv;
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i]!;
-    if (arg === `--${name}`) return argv[i + 1];
-    if (arg.startsWith(`--${name}=`)) return arg.slice(name.length + 3);
+type CacOption = { rawName: string; isBoolean?: boolean };
+
+/**
+ * The options exactly as typed, for the parse step (src/cli.ts). cac (mri) joins a repeated
+ * option's values with commas (`--cwd /tmp --cwd /var` became `/tmp,/var`) and turns numeric
+ * text into numbers (`--home ''` became 0, `--id 007` 7): a value option given twice or
+ * empty is refused here, and every value is handed on as the text the user typed.
+ */
+export const typedOptionValues = (argv: readonly string[], options: readonly CacOption[]): Map<string, string> => {
+  const flagsOf = (o: CacOption) => o.rawName.split(/[ ,]+/).filter((f) => f.startsWith('-'));
+  const byFlag = new Map<string, CacOption>();
+  for (const o of options) for (const flag of flagsOf(o)) byFlag.set(flag, o);
+  const values = new Map<string, string>();
+  const end = argv.indexOf('--');
+  const args = end === -1 ? argv : argv.slice(0, end);
+  for (let i = 0; i < args.length; i++) {
+    const arg = args[i]!;
+    const eq = arg.indexOf('=');
+    const flag = arg.startsWith('--') && eq > 0 ? arg.slice(0, eq) : arg;
+    const option = byFlag.get(flag);
+    if (!option || option.isBoolean) continue;
+    let value: string | undefined;
+    if (flag !== arg) value = arg.slice(eq + 1);
+    else if (args[i + 1] !== undefined && !args[i + 1]!.startsWith('-')) value = args[++i];
+    if (value === undefined) continue; // no value: cac says so
+    const name = flagsOf(option).find((f) => f.startsWith('--'))!;
+    if (value.trim() === '') invalid(`${name} was given an empty value; give it a value or leave the option out`);
+    const before = values.get(name);
+    if (before !== undefined) invalid(`${name} was given twice ('${before}' and '${value}'); give it once`);
+    values.set(name, value);
   }
-  return undefined;
+  return values;
 };
 
-export const iso = (ms: number | null): string | null => (ms === null ? null : new Date(ms).toISOString());
+/** A stored time as ISO 8601; one that cannot be a date (from a damaged or older log) is shown as such, never thrown. */
+export const iso = (ms: unknown): string | null => {
+  if (ms === null) return null;
+  const date = new Date(typeof ms === 'number' ? ms : Number.NaN);
+  return Number.isNaN(date.getTime()) ? `(not a time: ${String(ms)})` : date.toISOString();
+};
 
 /** A job as users and scripts see it (JSON field names, ISO times). */
 export const jobJson = (job: JobView, config: Config) => ({

@@ -1,11 +1,13 @@
 // enqueue, status, list, show, logs, history, wait, cancel.
-import { existsSync, readFileSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
+import { existsSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { type JobSpec, parseJobSpec } from '../domain/job-spec.ts';
-import { QueuectlError } from '../errors.ts';
+import { checkBatchSize, LATEST_TIME_MS, MAX_TIMEOUT_MS, parseJobSpec, timeoutMsFromSeconds } from '../domain/job-spec.ts';
+import { isQueuectlError, QueuectlError } from '../errors.ts';
 import type { StoredEvent } from '../events.ts';
+import { CONFIG_RULES } from '../domain/config.ts';
+import { oneLine, visible } from './escape.ts';
 import {
-  ago, colors, colorState, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseDuration, parseInteger, printJson, printTable, rawOption, withQueue,
+  ago, colors, colorState, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseDuration, parseInteger, printJson, printTable, withQueue,
 } from './context.ts';
 
 interface EnqueueOptions extends GlobalOptions {
@@ -17,37 +19,53 @@ interface EnqueueOptions extends GlobalOptions {
   timeout?: unknown;
   cwd?: unknown;
   file?: unknown;
+  command?: unknown;
 }
 
 /** Options given on the command line, as job fields; they fill in what a job does not set. */
 const fieldsFromOptions = (o: EnqueueOptions, now: number): Record<string, unknown> => {
   const f: Record<string, unknown> = {};
-  if (o.id !== undefined) f.id = rawOption('id') ?? String(o.id);
+  if (o.id !== undefined) f.id = String(o.id);
   if (o.maxRetries !== undefined) f.max_retries = parseInteger(o.maxRetries, '--max-retries', 0);
   if (o.priority !== undefined) f.priority = parseInteger(o.priority, '--priority');
   if (o.runAt !== undefined && o.delay !== undefined) invalid('give either --run-at or --delay, not both');
   if (o.runAt !== undefined) f.run_at = String(o.runAt);
-  if (o.delay !== undefined) f.run_at = new Date(now + parseDuration(o.delay, '--delay')).toISOString();
-  if (o.timeout !== undefined) f.timeout_seconds = parseDuration(o.timeout, '--timeout') / 1000;
-  if (o.cwd !== undefined) {
-    const cwd = String(o.cwd);
-    f.cwd = cwd.startsWith('/') ? cwd : join(process.cwd(), cwd);
+  if (o.delay !== undefined) {
+    const at = now + parseDuration(o.delay, '--delay');
+    if (at > LATEST_TIME_MS) invalid(`--delay ${String(o.delay)} reaches past 9999-12-31, the latest time a job can be scheduled`);
+    f.run_at = new Date(at).toISOString();
   }
+  if (o.timeout !== undefined) f.timeout_seconds = timeoutMsFromSeconds(parseDuration(o.timeout, '--timeout', MAX_TIMEOUT_MS) / 1000, '--timeout') / 1000;
+  if (o.cwd !== undefined) f.cwd = String(o.cwd); // a relative path is resolved as in JSON (parseJobSpec)
   return f;
 };
 
+/**
+ * Whether a job argument is meant as JSON: it opens like an object (`{"`, `{}`) or an array of
+ * them (`[{`, `[]`). A shell brace group (`{ echo a; } > f`) or test (`[ -f x ]`) does not,
+ * and is a shell command; `--command` makes any text a shell command.
+ */
+const looksLikeJson = (text: string): boolean => /^\s*(\{\s*["}]|\[\s*[{\]])/.test(text);
+
+/** How much of a command a table cell or a worker line shows (`show` and --json give all of it). */
+export const COMMAND_CELL = 48;
+
+type Entry = { where: string; raw: unknown };
+
+/** One JSON job, or an array of them: each with where it stands, for messages. */
+const entriesOf = (value: unknown): Entry[] =>
+  Array.isArray(value) ? value.map((raw, i) => ({ where: `job ${i + 1} of the array: `, raw })) : [{ where: '', raw: value }];
+
 /** A JSON object, a JSON array, or NDJSON; every job is validated before anything is sent. */
-const parseJobFile = (text: string): { where: string; raw: unknown }[] => {
+const parseJobFile = (text: string): Entry[] => {
   const trimmed = text.trim();
   if (trimmed === '') invalid('the job file is empty');
   if (trimmed.startsWith('[')) {
-    let items: unknown;
     try {
-      items = JSON.parse(trimmed);
+      return entriesOf(JSON.parse(trimmed));
     } catch (e) {
       return invalid(`the job file is not a valid JSON array: ${(e as Error).message}`);
     }
-    return (items as unknown[]).map((raw, i) => ({ where: `job ${i + 1} of the array: `, raw }));
   }
   try {
     const one = JSON.parse(trimmed);
@@ -55,7 +73,7 @@ const parseJobFile = (text: string): { where: string; raw: unknown }[] => {
   } catch {
     // not one JSON document: NDJSON, one job per line
   }
-  const jobs: { where: string; raw: unknown }[] = [];
+  const jobs: Entry[] = [];
   text.split('\n').forEach((line, i) => {
     if (line.trim() === '') return;
     try {
@@ -65,6 +83,40 @@ const parseJobFile = (text: string): { where: string; raw: unknown }[] => {
     }
   });
   return jobs;
+};
+
+/** A job file holds at most this much: far more than a million jobs, and bounded memory for a FIFO or device. */
+const MAX_JOB_FILE_BYTES = 64 * 1024 * 1024;
+
+/**
+ * A job file, FIFO, device or stdin, read in chunks and refused past MAX_JOB_FILE_BYTES
+ * without reading on (`--file /dev/zero` stops at the limit).
+ */
+const readJobFile = (path: string): string => {
+  if (path !== '-' && !existsSync(path)) invalid(`no such file: ${path}`);
+  const tooBig = (): never => invalid(`${path === '-' ? 'stdin' : path} holds more than ${MAX_JOB_FILE_BYTES / 1024 / 1024} MiB, the most one --file may hold; split it into several files`);
+  let fd: number | undefined;
+  try {
+    fd = path === '-' ? 0 : openSync(path, 'r');
+    const st = fstatSync(fd);
+    if (st.isFile() && st.size > MAX_JOB_FILE_BYTES) tooBig();
+    const chunks: Buffer[] = [];
+    let total = 0;
+    for (;;) {
+      const chunk = Buffer.allocUnsafe(Math.min(1 << 20, MAX_JOB_FILE_BYTES + 1 - total));
+      const n = readSync(fd, chunk, 0, chunk.length, null);
+      if (n === 0) break;
+      chunks.push(chunk.subarray(0, n));
+      total += n;
+      if (total > MAX_JOB_FILE_BYTES) tooBig();
+    }
+    return Buffer.concat(chunks, total).toString('utf8');
+  } catch (e) {
+    if (isQueuectlError(e) || typeof (e as NodeJS.ErrnoException).code !== 'string') throw e;
+    throw new QueuectlError('QUEUECTL_FAILED', `cannot read the job file ${path}: ${(e as Error).message}`);
+  } finally {
+    if (fd !== undefined && fd !== 0) closeSync(fd);
+  }
 };
 
 /**
@@ -101,44 +153,43 @@ const randomSource = async (): Promise<() => number> => {
 
 export const enqueue = async (job: string | undefined, o: EnqueueOptions): Promise<void> => {
   const now = Date.now();
+  const fields = fieldsFromOptions(o, now);
+  const given = [job !== undefined && 'a job', o.command !== undefined && '--command', o.file !== undefined && '--file'].filter((g) => g !== false);
+  if (given.length > 1) invalid(`give either ${given[0]} or ${given[1]}, not both`);
+  let entries: Entry[];
+  if (o.file !== undefined) {
+    if (fields.id !== undefined) invalid('--id names one job; ids for a file go inside it');
+    entries = parseJobFile(readJobFile(String(o.file)));
+  } else if (o.command !== undefined) {
+    entries = [{ where: '', raw: { command: String(o.command) } }];
+  } else {
+    if (job === undefined || job.trim() === '') return invalid('give the job: a shell command or a JSON object, e.g. queuectl enqueue "echo hi"');
+    if (!looksLikeJson(job)) entries = [{ where: '', raw: { command: job } }];
+    else {
+      try {
+        entries = entriesOf(JSON.parse(job));
+      } catch (e) {
+        return invalid(`the job starts like JSON but is not valid JSON (${(e as Error).message}); quote it whole, e.g. '{"command":"echo hi"}', or give a shell command with --command`);
+      }
+      if (entries.length !== 1 && fields.id !== undefined) invalid('--id names one job; ids for an array go inside it');
+    }
+  }
+  if (entries.length === 0) invalid('nothing to enqueue: the array is empty');
   // ulid is loaded by enqueue only
   const { monotonicFactory } = await import('ulid');
   const defaults = { cwd: process.cwd(), newId: monotonicFactory(await randomSource()) };
-  const fields = fieldsFromOptions(o, now);
-  let specs: JobSpec[];
-  if (o.file !== undefined) {
-    if (job !== undefined) invalid('give either a job or --file, not both');
-    if (fields.id !== undefined) invalid('--id names one job; ids for a file go inside it');
-    const path = String(o.file);
-    if (path !== '-' && !existsSync(path)) invalid(`no such file: ${path}`);
-    const text = readFileSync(path === '-' ? 0 : path, 'utf8');
-    const entries = parseJobFile(text);
-    specs = entries.map(({ where, raw }) =>
-      parseJobSpec(typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { ...fields, ...raw } : raw, defaults, where),
-    );
-    // Two jobs of one file with the same id: name both places (the queue itself can only say "exists").
-    const firstWith = new Map<string, string>();
-    specs.forEach(({ id }, i) => {
-      const where = entries[i]!.where.replace(/: $/, '') || 'the job';
-      const first = firstWith.get(id);
-      if (first !== undefined) invalid(`${where}: the id '${id}' is already used by ${first}; give each job its own id (or none); the file was not enqueued`);
-      firstWith.set(id, where);
-    });
-  } else {
-    if (job === undefined || job.trim() === '') invalid('give the job: a shell command or a JSON object, e.g. queuectl enqueue "echo hi"');
-    let raw: unknown;
-    if (job!.trimStart().startsWith('{')) {
-      try {
-        raw = JSON.parse(job!);
-      } catch (e) {
-        invalid(`the job is not valid JSON (${(e as Error).message}); quote it whole, e.g. '{"command":"echo hi"}'`);
-      }
-      raw = { ...fields, ...(raw as object) };
-    } else {
-      raw = { ...fields, command: job };
-    }
-    specs = [parseJobSpec(raw, defaults)];
-  }
+  const specs = entries.map(({ where, raw }) =>
+    parseJobSpec(typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { ...fields, ...raw } : raw, defaults, where),
+  );
+  // Two jobs of one file with the same id: name both places (the queue itself can only say "exists").
+  const firstWith = new Map<string, string>();
+  specs.forEach(({ id }, i) => {
+    const where = entries[i]!.where.replace(/: $/, '') || 'the job';
+    const first = firstWith.get(id);
+    if (first !== undefined) invalid(`${where}: the id '${id}' is already used by ${first}; give each job its own id (or none); nothing was enqueued`);
+    firstWith.set(id, where);
+  });
+  checkBatchSize(specs);
   const ids = await withQueue(o, (q) => q.call('enqueue', { jobs: specs }));
   if (o.json) printJson(ids);
   else process.stdout.write(`${ids.join('\n')}\n`);
@@ -154,7 +205,7 @@ export const status = async (o: GlobalOptions): Promise<void> => {
     (s) => `${colorState(s)} ${j[s]}${s === 'processing' && lostJobs.length > 0 ? ` (${lostJobs.length} lost)` : ''}`,
   );
   process.stdout.write(`${colors.bold('Jobs')}     ${parts.join('  ')}\n`);
-  process.stdout.write(`${colors.bold('Oldest')}   ${view.oldest_pending ? `${view.oldest_pending.id} pending for ${ago(view.oldest_pending.age_seconds * 1000)}` : 'nothing pending'}\n`);
+  process.stdout.write(`${colors.bold('Oldest')}   ${view.oldest_pending ? `${oneLine(view.oldest_pending.id)} pending for ${ago(view.oldest_pending.age_seconds * 1000)}` : 'nothing pending'}\n`);
   const r = view.runs;
   process.stdout.write(`${colors.bold('Runs')}     ${r.total} (${r.succeeded} succeeded, ${r.failed} failed)${r.average_seconds !== null ? `, average ${r.average_seconds.toFixed(2)}s, longest ${r.max_seconds?.toFixed(2)}s` : ''}\n`);
   if (view.workers.length === 0) {
@@ -168,14 +219,14 @@ export const status = async (o: GlobalOptions): Promise<void> => {
       w.pid,
       w.alive ? 'alive' : colors.red('lost'),
       w.slots,
-      w.alive ? (w.running.length === 0 ? 'idle' : w.running.join(' ')) : '-',
+      w.alive ? (w.running.length === 0 ? 'idle' : oneLine(w.running.join(' '), 80)) : '-',
       w.processed,
       `${ago(Date.now() - Date.parse(w.since))} ago`,
     ]),
   );
   // Shown, not recorded: a read writes nothing; the next `worker start` records the loss.
   for (const w of lost) {
-    const held = w.lost_jobs.length === 0 ? 'it ran nothing' : `its job${w.lost_jobs.length === 1 ? '' : 's'} ${w.lost_jobs.join(' ')} will end as "worker lost"`;
+    const held = w.lost_jobs.length === 0 ? 'it ran nothing' : `its job${w.lost_jobs.length === 1 ? '' : 's'} ${oneLine(w.lost_jobs.join(' '), 200)} will end as "worker lost"`;
     process.stdout.write(`${colors.bold('Lost')}     worker ${w.pid} is gone; ${held} when a worker next starts (\`queuectl worker start\`)\n`);
   }
 };
@@ -190,10 +241,9 @@ export const list = async (o: GlobalOptions & { state?: unknown; limit?: unknown
     process.stdout.write(o.state ? `no ${String(o.state)} jobs\n` : 'no jobs yet (add one with: queuectl enqueue "echo hello")\n');
     return;
   }
-  const clip = (s: string) => (s.length > 48 ? `${s.slice(0, 47)}…` : s);
   await printTable(
     ['ID', 'STATE', 'ATTEMPTS', 'PRIORITY', 'UPDATED', 'COMMAND'],
-    jobs.map((j) => [j.id, colorState(j.state), j.attempts, j.priority, `${ago(Date.now() - j.updatedAt)} ago`, clip(j.command.replace(/\s+/g, ' '))]),
+    jobs.map((j) => [oneLine(j.id), colorState(j.state), j.attempts, j.priority, `${ago(Date.now() - j.updatedAt)} ago`, oneLine(j.command, COMMAND_CELL)]),
   );
 };
 
@@ -203,7 +253,7 @@ export const show = async (id: string, o: GlobalOptions): Promise<void> => {
   if (o.json) return printJson(view);
   const width = Math.max(...Object.keys(view).map((k) => k.length));
   for (const [k, v] of Object.entries(view)) {
-    const text = k === 'state' ? colorState(String(v)) : v === null ? colors.dim('-') : String(v);
+    const text = k === 'state' ? colorState(visible(String(v))) : v === null ? colors.dim('-') : visible(String(v));
     process.stdout.write(`${colors.bold(k.padEnd(width))}  ${text}\n`);
   }
 };
@@ -230,7 +280,7 @@ const outcome = (end: StoredEvent | null): string => {
 };
 
 /** At most `cap` bytes of a file: output files are capped when written, but read defensively. */
-const readKept = (path: string, cap = 64 * 1024 * 1024): Buffer => {
+const readKept = (path: string, cap = CONFIG_RULES.output_limit.max): Buffer => {
   if (!existsSync(path)) return Buffer.alloc(0);
   const fd = openSync(path, 'r');
   try {
@@ -243,7 +293,7 @@ const readKept = (path: string, cap = 64 * 1024 * 1024): Buffer => {
   }
 };
 
-export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown }): Promise<void> => {
+export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; raw?: boolean }): Promise<void> => {
   const only = o.attempt === undefined ? null : parseInteger(o.attempt, '--attempt', 1);
   const events = await withQueue(o, (q) => q.call('history', { id }));
   const dir = join(home(o).logs, id);
@@ -252,10 +302,13 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown })
     attempts = attempts.filter((a) => a.attempt === only);
     if (attempts.length === 0) throw new QueuectlError('QUEUECTL_FAILED', `job '${id}' has no attempt ${only}; see \`queuectl history ${id}\``);
   }
+  // `missing`: bytes the attempt's event says were kept but are not on disk (deleted by hand)
   const streams = (a: { attempt: number; end: StoredEvent | null }) =>
     (['stdout', 'stderr'] as const).map((name) => {
       const info = a.end && 'output' in a.end && a.end.output ? a.end.output[name] : null;
-      return { name, data: readKept(join(dir, `${a.attempt}.${name}`)), info };
+      const path = join(dir, `${a.attempt}.${name}`);
+      const data = readKept(path);
+      return { name, path, data, info, missing: Math.max(0, (info?.kept ?? 0) - data.length) };
     });
   if (o.json) {
     return printJson(
@@ -268,10 +321,19 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown })
             [s.name, s.data.toString('utf8')],
             [`${s.name}_bytes`, s.info?.bytes ?? s.data.length],
             [`${s.name}_truncated`, s.info?.truncated ?? false],
+            [`${s.name}_missing_bytes`, s.missing],
           ]),
         ),
       })),
     );
+  }
+  if (o.raw) {
+    // the bytes as kept, for scripts and files: no headers, nothing escaped
+    const all = attempts.flatMap(streams);
+    for (const s of all) (s.name === 'stdout' ? process.stdout : process.stderr).write(s.data);
+    const gone = all.filter((s) => s.missing > 0);
+    if (gone.length > 0) throw new QueuectlError('QUEUECTL_FAILED', `kept output is missing: ${gone.map((s) => `${s.path} (${s.missing} bytes)`).join(', ')}`);
+    return;
   }
   if (attempts.length === 0) {
     process.stdout.write(`job '${id}' has not run yet\n`);
@@ -279,23 +341,30 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown })
   }
   for (const a of attempts) {
     const duration = a.end && 'durationMs' in a.end ? ` · ${(a.end.durationMs / 1000).toFixed(2)}s` : '';
-    process.stdout.write(colors.bold(`── attempt ${a.attempt} · ${outcome(a.end)}${duration} ──\n`));
+    process.stdout.write(colors.bold(`── attempt ${a.attempt} · ${oneLine(outcome(a.end), 200)}${duration} ──\n`));
     for (const s of streams(a)) {
-      if (s.data.length === 0 && !s.info?.truncated) continue;
+      if (s.data.length === 0 && !s.info?.truncated && s.missing === 0) continue;
       process.stdout.write(colors.dim(`[${s.name}]\n`));
-      process.stdout.write(s.data);
-      if (s.data.length > 0 && s.data[s.data.length - 1] !== 0x0a) process.stdout.write('\n');
+      // control characters in a job's output would act on this terminal: shown as \xNN (--raw for the bytes)
+      const text = visible(s.data.toString('utf8'));
+      process.stdout.write(text);
+      if (text.length > 0 && !text.endsWith('\n')) process.stdout.write('\n');
+      if (s.missing > 0) process.stdout.write(colors.red(`[${s.name} missing: ${s.missing} of ${s.info!.kept} kept bytes are gone from ${s.path} (deleted or damaged)]\n`));
       if (s.info?.truncated) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; raise the cap with: queuectl config set output_limit <bytes>]\n`));
     }
   }
 };
 
-/** One line of detail per event, for `history`. */
-export const describeEvent = (e: StoredEvent): string => {
-  const secs = (ms: number) => `${(ms / 1000).toFixed(2)}s`;
+/** One line of detail per event, for `history` and `events`: never throws, whatever a log holds. */
+export const describeEvent = (e: StoredEvent): string => oneLine(detail(e), 1000);
+
+// a field of an event from an older or damaged log may be missing or of another type
+const secs = (ms: unknown) => (typeof ms === 'number' ? `${(ms / 1000).toFixed(2)}s` : `${String(ms)}ms`);
+
+const detail = (e: StoredEvent): string => {
   switch (e.type) {
     case 'JobEnqueued':
-      return `command ${JSON.stringify(e.command)}, priority ${e.priority}${e.runAt !== null ? `, run at ${iso(e.runAt)}` : ''}${e.maxRetries !== null ? `, max_retries ${e.maxRetries}` : ''}${e.timeoutMs !== null ? `, timeout ${secs(e.timeoutMs)}` : ''}`;
+      return `command "${oneLine(String(e.command), COMMAND_CELL * 4)}", priority ${e.priority}${e.runAt !== null ? `, run at ${iso(e.runAt)}` : ''}${e.maxRetries !== null ? `, max_retries ${e.maxRetries}` : ''}${e.timeoutMs !== null ? `, timeout ${secs(e.timeoutMs)}` : ''}`;
     case 'JobClaimed':
       return `attempt ${e.attempt} by worker ${e.workerId}, lease until ${iso(e.leaseUntil)}`;
     case 'JobSucceeded':
@@ -320,6 +389,8 @@ export const describeEvent = (e: StoredEvent): string => {
       return `worker ${e.workerId} (pid ${e.pid}, ${e.slots} slot${e.slots === 1 ? '' : 's'})`;
     case 'WorkerStopped':
       return `worker ${e.workerId}: ${e.reason}`;
+    default:
+      return JSON.stringify(e);
   }
 };
 
@@ -328,7 +399,7 @@ export const history = async (id: string, o: GlobalOptions): Promise<void> => {
   if (o.json) return printJson(events);
   await printTable(
     ['POS', 'TIME', 'EVENT', 'DETAILS'],
-    events.map((e) => [e.pos, iso(e.at), e.type, describeEvent(e)]),
+    events.map((e) => [e.pos, iso(e.at), oneLine(String(e.type), 40), describeEvent(e)]),
   );
 };
 

@@ -4,6 +4,7 @@ import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
 import { prepareHome } from '../home.ts';
 import { QueuectlError } from '../errors.ts';
+import { oneLine } from './escape.ts';
 import { type GlobalOptions, home, invalid, parseInteger, withQueue } from './context.ts';
 
 interface WorkerOptions extends GlobalOptions {
@@ -13,13 +14,19 @@ interface WorkerOptions extends GlobalOptions {
   force?: boolean;
 }
 
+/** Slots of one worker process: each is a running job (and its process group) at once. */
+const MAX_SLOTS = 1024;
+/** A worker line shows this much (a job's id, state and the start of its command); `show` has the rest. */
+const WORKER_LINE = 240;
+
 const stamp = (): string => new Date().toISOString().slice(11, 19);
 
 const start = async (o: WorkerOptions): Promise<void> => {
-  const count = parseInteger(o.count ?? 1, '--count', 1);
+  const count = parseInteger(o.count ?? 1, '--count', 1, MAX_SLOTS);
   const h = home(o);
   if (o.detach) return detach(o, count);
-  const log = (line: string) => process.stdout.write(`[${stamp()}] ${line}\n`);
+  // one line each, control characters escaped and long commands shortened (worker.log is read on terminals too)
+  const log = (line: string) => process.stdout.write(`[${stamp()}] ${oneLine(line, WORKER_LINE)}\n`);
   // The worker runtime and the job runner are loaded only by the command that runs jobs.
   const [{ WorkerPool }, { JobRunner }] = await Promise.all([import('../worker/runtime.ts'), import('../worker/run-job.ts')]);
   const runner = new JobRunner();

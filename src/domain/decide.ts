@@ -3,7 +3,7 @@
 import { QueuectlError } from '../errors.ts';
 import type { AttemptOutput, EventData } from '../events.ts';
 import { type Config, parseConfigValue } from './config.ts';
-import { checkJobId, type JobSpec } from './job-spec.ts';
+import { checkBatchSize, checkJobSpec, type JobSpec } from './job-spec.ts';
 import { decideRetry, isDue } from './policy.ts';
 import type { JobView } from './types.ts';
 
@@ -97,19 +97,13 @@ export const decide = (command: Command, state: DecideState, now: number): Event
       if (command.jobs.length === 0) refuse('QUEUECTL_INVALID_INPUT', 'nothing to enqueue: give at least one job');
       const seen = new Set<string>();
       for (const spec of command.jobs) {
-        checkJobId(spec.id);
-        if (typeof spec.command !== 'string' || spec.command.trim() === '') {
-          refuse('QUEUECTL_INVALID_INPUT', `job '${spec.id}' needs a non-empty command`);
-        }
-        if (spec.maxRetries !== null && (!Number.isInteger(spec.maxRetries) || spec.maxRetries < 0)) {
-          refuse('QUEUECTL_INVALID_INPUT', `max_retries of job '${spec.id}' must be an integer >= 0`);
-        }
-        if (spec.runAt !== null && !Number.isFinite(spec.runAt)) refuse('QUEUECTL_INVALID_INPUT', `run_at of job '${spec.id}' is not a time`);
+        checkJobSpec(spec, `job ${JSON.stringify(spec.id)}: `);
         if (seen.has(spec.id) || state.jobs.get(spec.id)) {
           refuse('QUEUECTL_DUPLICATE_ID', `a job with id '${spec.id}' already exists; choose another id or omit it to get a generated one`);
         }
         seen.add(spec.id);
       }
+      checkBatchSize(command.jobs);
       return command.jobs.map((s) => ({
         type: 'JobEnqueued',
         jobId: s.id,

@@ -1,6 +1,6 @@
 // The engine serialises commands: load state -> decide -> stage -> answer once durable.
 // One engine per data directory; the host process owns it and everyone else asks the host.
-import { type Config, DEFAULT_CONFIG } from '../domain/config.ts';
+import { type Config, configFromStored } from '../domain/config.ts';
 import { type Command, decide, jobsNamedBy } from '../domain/decide.ts';
 import { JOB_STATES, type JobState, type JobView } from '../domain/types.ts';
 import { QueuectlError } from '../errors.ts';
@@ -186,8 +186,7 @@ export class Engine {
     if (this.configCache) return this.configCache;
     await this.store.drain();
     const stored = await this.store.sublevel('config').iterator().all();
-    const config = { ...DEFAULT_CONFIG };
-    for (const [k, v] of stored) if (Object.hasOwn(config, k)) (config as Record<string, number>)[k] = v;
+    const config = configFromStored(stored);
     this.configCache = config;
     return config;
   }
