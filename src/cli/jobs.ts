@@ -3,6 +3,7 @@ import { existsSync, readFileSync, openSync, readSync, closeSync, fstatSync } fr
 import { join } from 'node:path';
 import { type JobSpec, parseJobSpec } from '../domain/job-spec.ts';
 import { QueuectlError } from '../errors.ts';
+import { prepareHome } from '../home.ts';
 import type { StoredEvent } from '../events.ts';
 import {
   ago, colors, colorState, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseDuration, parseInteger, printJson, printTable, rawOption, withQueue,
@@ -229,7 +230,7 @@ const readKept = (path: string, cap = 64 * 1024 * 1024): Buffer => {
 export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown }): Promise<void> => {
   const only = o.attempt === undefined ? null : parseInteger(o.attempt, '--attempt', 1);
   const events = await withQueue(o, (q) => q.call('history', { id }));
-  const dir = join(home(o).logs, id);
+  const dir = join(prepareHome(home(o)).logs, id); // through the checked directory's handle
   let attempts = attemptsOf(events);
   if (only !== null) {
     attempts = attempts.filter((a) => a.attempt === only);
