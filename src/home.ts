@@ -118,25 +118,27 @@ const checkedParent = (path: string, dir: string): string => {
   return real;
 };
 
+const STICKY = 0o1000;
+
 /**
  * OpenSSH's StrictModes: each folder from / down is owned by root or by us, and nobody else can
  * write to it unless it is sticky (/tmp): anyone else could rename the data directory away and
  * put theirs in its place. Checked from the top, so each folder checked can no longer change.
  */
-const STICKY = 0o1000;
 const checkFolders = (real: string, dir: string): void => {
-  for (let at = real.indexOf('/', 1); ; at = real.indexOf('/', at + 1)) {
-    const folder = at === -1 ? real : real.slice(0, at);
+  const folders = ['/'];
+  for (let at = real.indexOf('/', 1); at !== -1; at = real.indexOf('/', at + 1)) folders.push(real.slice(0, at));
+  if (real !== '/') folders.push(real);
+  for (const folder of folders) {
     const st = lstatSync(folder);
-    const why =
-      !st.isDirectory() ? 'changed while it was checked'
-      : st.uid !== 0 && st.uid !== uid ? `belongs to another user (uid ${st.uid})`
-      : (st.mode & 0o022) !== 0 && (st.mode & STICKY) === 0 ? `is writable by group or others without the sticky bit (mode ${(st.mode & 0o777).toString(8)})`
-      : null;
-    if (why) {
-      throw unsafe(`the folder ${folder} above the data directory ${dir} ${why}, so others could swap the data directory; use a data directory under folders only you or root can change (--home), or fix it with: chmod go-w ${folder}`);
+    const above = `the folder ${folder} above the data directory ${dir}`;
+    if (!st.isDirectory()) throw unsafe(`${above} changed while it was checked (it is no longer a directory); try again`);
+    if (st.uid !== 0 && st.uid !== uid) {
+      throw unsafe(`${above} belongs to another user (uid ${st.uid}), who could swap the data directory; use a data directory under folders that only you or root can change (--home)`);
     }
-    if (at === -1) return;
+    if ((st.mode & 0o022) !== 0 && (st.mode & STICKY) === 0) {
+      throw unsafe(`${above} is writable by group or others without the sticky bit (mode ${(st.mode & 0o777).toString(8)}), so they could swap the data directory; fix it with: chmod go-w ${folder} (or use --home elsewhere)`);
+    }
   }
 };
 
