@@ -31,6 +31,7 @@ export const resolveHome = (flag?: string): Home => {
 const OURS = new Set(['db', 'host.sock', 'logs', 'worker.log']);
 
 const uid = process.getuid!();
+const STICKY = 0o1000;
 
 let startUmask: number | undefined;
 /**
@@ -51,7 +52,7 @@ const handles = new Map<string, number>();
  */
 export const prepareHome = (home: Home): Home => {
   privateUmask();
-  const real = join(checkedParent(home.dir, home.dir), basename(home.dir));
+  const real = join(checkedParent(home.dir), basename(home.dir));
   let fd = handles.get(real);
   if (fd === undefined) {
     fd = openDataDir(real, home.dir);
@@ -88,7 +89,7 @@ const openDataDir = (real: string, dir: string): number => {
       }
       if (code === 'ENOTDIR' || code === 'ELOOP') {
         if (lstatSync(real).isSymbolicLink()) {
-          throw unsafe(`the data directory ${dir} is a symbolic link (its target could be swapped); point --home (or QUEUECTL_HOME) at the real directory, ${realpathSync(real)}`);
+          throw unsafe(`the data directory ${dir} is a symbolic link (its target could be swapped); point --home (or QUEUECTL_HOME) at the directory it links to`);
         }
         throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `${dir} is not a directory; point --home (or QUEUECTL_HOME) at a directory`);
       }
@@ -98,47 +99,38 @@ const openDataDir = (real: string, dir: string): number => {
 };
 
 /**
- * The real path of the folder that holds the data directory, once every folder on it is
- * checked; missing ones are created (0700) below the last one that exists, once that one is.
+ * The real path of the folder that holds the data directory, with every folder on it checked
+ * from / down the way OpenSSH's StrictModes does: each owned by root or by us, and nobody else
+ * can write to it unless it is sticky (/tmp), or they could rename the data directory away and
+ * put theirs in its place. A folder checked can then no longer change under us, so each check
+ * holds for the ones below. Missing folders are made (0700) below checked ones; a symbolic link
+ * (in a folder only root or we can change) is followed, and where it leads is checked from /.
  */
-const checkedParent = (path: string, dir: string): string => {
-  const parent = dirname(path);
-  let real: string;
-  try {
-    real = realpathSync.native(parent);
-  } catch (e) {
-    const code = (e as NodeJS.ErrnoException).code;
-    if (code === 'ENOTDIR') throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `${dir} is not a directory: ${parent} is not one either; point --home (or QUEUECTL_HOME) at a directory`);
-    if (code !== 'ENOENT') throw e;
-    const above = checkedParent(parent, dir);
-    mkdirSync(join(above, basename(parent)), { mode: 0o700 });
-    real = realpathSync.native(parent);
-  }
-  checkFolders(real, dir);
-  return real;
-};
-
-const STICKY = 0o1000;
-
-/**
- * OpenSSH's StrictModes: each folder from / down is owned by root or by us, and nobody else can
- * write to it unless it is sticky (/tmp): anyone else could rename the data directory away and
- * put theirs in its place. Checked from the top, so each folder checked can no longer change.
- */
-const checkFolders = (real: string, dir: string): void => {
-  const folders = ['/'];
-  for (let at = real.indexOf('/', 1); at !== -1; at = real.indexOf('/', at + 1)) folders.push(real.slice(0, at));
-  if (real !== '/') folders.push(real);
-  for (const folder of folders) {
-    const st = lstatSync(folder);
+const checkedParent = (dir: string): string => {
+  let path = dirname(dir);
+  let end = 0; // where the folder's path ends in `path`: 0 for /, -1 for all of it
+  for (;;) {
+    const folder = end === 0 ? '/' : end === -1 ? path : path.slice(0, end);
+    let st = lstatSync(folder, { throwIfNoEntry: false });
+    if (!st) {
+      mkdirSync(folder, { mode: 0o700 });
+      st = lstatSync(folder);
+    }
+    if (st.isSymbolicLink()) {
+      path = join(realpathSync.native(folder), path.slice(folder.length));
+      end = 0;
+      continue;
+    }
     const above = `the folder ${folder} above the data directory ${dir}`;
-    if (!st.isDirectory()) throw unsafe(`${above} changed while it was checked (it is no longer a directory); try again`);
+    if (!st.isDirectory()) throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `${dir} is not a directory: ${folder} is a file; point --home (or QUEUECTL_HOME) at a directory`);
     if (st.uid !== 0 && st.uid !== uid) {
       throw unsafe(`${above} belongs to another user (uid ${st.uid}), who could swap the data directory; use a data directory under folders that only you or root can change (--home)`);
     }
     if ((st.mode & 0o022) !== 0 && (st.mode & STICKY) === 0) {
       throw unsafe(`${above} is writable by group or others without the sticky bit (mode ${(st.mode & 0o777).toString(8)}), so they could swap the data directory; fix it with: chmod go-w ${folder} (or use --home elsewhere)`);
     }
+    if (end === -1) return path;
+    end = path.indexOf('/', end + 1);
   }
 };
 
