@@ -255,6 +255,14 @@ test('check and use see the same directory: once checked, a swap of the path doe
   assert.equal(readdirSync(dir), [], 'nothing reaches the directory now at the path');
 });
 
+test('a data directory whose path is longer than a socket path may be (108 bytes) still serves its socket', async () => {
+  const dir = join(place('long'), 'x'.repeat(120), 'q');
+  const q = cli(dir);
+  ok(await q('enqueue', 'echo hi', '--id', 'a'));
+  ok(await run(['worker', 'start', '--drain', '--home', dir], { timeoutMs: 20_000 }));
+  assert.is(JSON.parse(ok(await q('show', 'a', '--json'))).state, 'completed');
+});
+
 test('no stray processes are left', async () => {
   const ours = () =>
     readdirSync('/proc').filter((pid) => /^\d+$/.test(pid) && Number(pid) !== process.pid && isAlive(Number(pid)) && (() => {
