@@ -44,9 +44,20 @@ chmodSync(base, 0o755);
 let n = 0;
 const place = (name: string): string => join(base, `${name}-${++n}`);
 
+/** Processes working on a data directory under `base` (detached workers included). */
+const ours = (): number[] =>
+  readdirSync('/proc').map(Number).filter((pid) => pid > 0 && pid !== process.pid && isAlive(pid) && (() => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(base);
+    } catch {
+      return false;
+    }
+  })());
+
 test.after.each(() => stopWorkers());
 test.after(() => {
   cleanup();
+  for (const pid of ours()) process.kill(pid, 'SIGKILL');
   rmSync(base, { recursive: true, force: true });
 });
 
@@ -264,14 +275,6 @@ test('a data directory whose path is longer than a socket path may be (108 bytes
 });
 
 test('no stray processes are left', async () => {
-  const ours = () =>
-    readdirSync('/proc').filter((pid) => /^\d+$/.test(pid) && Number(pid) !== process.pid && isAlive(Number(pid)) && (() => {
-      try {
-        return readFileSync(`/proc/${pid}/cmdline`, 'utf8').includes(base);
-      } catch {
-        return false;
-      }
-    })());
   await until(() => ours().length === 0, 10_000, `processes under ${base} to exit: ${ours().join(', ')}`);
 });
 
