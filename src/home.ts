@@ -84,7 +84,7 @@ const openDataDir = (real: string, dir: string): number => {
     } catch (e) {
       const code = (e as NodeJS.ErrnoException).code;
       if (code === 'ENOENT' && !created) {
-        mkdirSync(real, { mode: 0o700 });
+        makeFolder(real);
         continue;
       }
       if (code === 'ENOTDIR' || code === 'ELOOP') {
@@ -113,7 +113,7 @@ const checkedParent = (dir: string): string => {
     const folder = end === 0 ? '/' : end === -1 ? path : path.slice(0, end);
     let st = lstatSync(folder, { throwIfNoEntry: false });
     if (!st) {
-      mkdirSync(folder, { mode: 0o700 });
+      makeFolder(folder);
       st = lstatSync(folder);
     }
     if (st.isSymbolicLink()) {
@@ -142,12 +142,21 @@ const checkedParent = (dir: string): string => {
 const ownFolder = (path: string, shown: string): void => {
   let st = lstatSync(path, { throwIfNoEntry: false });
   if (!st) {
-    mkdirSync(path, { mode: 0o700 });
+    makeFolder(path);
     st = lstatSync(path);
   }
   if (!st.isDirectory()) throw unsafe(`${shown} is ${st.isSymbolicLink() ? 'a symbolic link' : 'not a directory'}; queuectl did not put it there: move it away`);
   if (st.uid !== uid) throw unsafe(`the folder ${shown} belongs to another user (uid ${st.uid}); queuectl did not put it there: move it away`);
   if ((st.mode & 0o077) !== 0) chmodSync(path, 0o700);
+};
+
+/** 0700; another queuectl starting at the same moment may have made it first (it is checked after). */
+const makeFolder = (path: string): void => {
+  try {
+    mkdirSync(path, { mode: 0o700 });
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'EEXIST') throw e;
+  }
 };
 
 const unsafe = (message: string): QueuectlError => new QueuectlError('QUEUECTL_UNSAFE_PERMISSIONS', message);
