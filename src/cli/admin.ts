@@ -1,5 +1,6 @@
 // dlq, config, events, projections, repair.
 import { connect } from 'node:net';
+import { basename, join } from 'node:path';
 import { CONFIG_KEYS, CONFIG_RULES, type Config, isConfigKey, parseConfigValue } from '../domain/config.ts';
 import { QueuectlError } from '../errors.ts';
 import { prepareHome } from '../home.ts';
@@ -105,17 +106,19 @@ const hostAnswers = (socket: string): Promise<boolean> =>
   });
 
 export const repair = async (o: GlobalOptions): Promise<void> => {
-  const h = home(o);
-  prepareHome(h);
+  const named = home(o);
+  const h = prepareHome(named); // through the checked directory's handle
   if (await hostAnswers(h.socket)) {
     throw new QueuectlError('QUEUECTL_BUSY', `a queuectl host is using ${h.dir}; stop it first (queuectl worker stop), then run queuectl repair again`);
   }
   const { repairDatabase } = await import('../log/repair.ts');
-  const r = await repairDatabase(h.db);
+  const repaired = await repairDatabase(h.db);
+  // messages name the directory as the user gave it, not the handle it was reached through
+  const r = { ...repaired, backup: join(named.dir, basename(repaired.backup)) };
   if (o.json) return printJson(r);
   const which = r.lost.map(([a, b]) => (a === b ? `${a}` : `${a}-${b}`)).join(', ');
   process.stdout.write(
-    `repaired ${h.db}: ${r.kept} events kept, ${r.lostCount} lost${r.lostCount > 0 ? ` (positions ${which})` : ''}\n` +
+    `repaired ${named.db}: ${r.kept} events kept, ${r.lostCount} lost${r.lostCount > 0 ? ` (positions ${which})` : ''}\n` +
       `projections rebuilt and verified; the database as it was is kept in ${r.backup}\n`,
   );
 };

@@ -3,6 +3,7 @@ import { existsSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkBatchSize, LATEST_TIME_MS, MAX_TIMEOUT_MS, parseJobSpec, timeoutMsFromSeconds } from '../domain/job-spec.ts';
 import { isQueuectlError, QueuectlError } from '../errors.ts';
+import { prepareHome } from '../home.ts';
 import type { StoredEvent } from '../events.ts';
 import { CONFIG_RULES } from '../domain/config.ts';
 import { oneLine, visible } from './escape.ts';
@@ -296,7 +297,7 @@ const readKept = (path: string, cap = CONFIG_RULES.output_limit.max): Buffer => 
 export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; raw?: boolean }): Promise<void> => {
   const only = o.attempt === undefined ? null : parseInteger(o.attempt, '--attempt', 1);
   const events = await withQueue(o, (q) => q.call('history', { id }));
-  const dir = join(home(o).logs, id);
+  const dir = join(prepareHome(home(o)).logs, id); // through the checked directory's handle
   let attempts = attemptsOf(events);
   if (only !== null) {
     attempts = attempts.filter((a) => a.attempt === only);

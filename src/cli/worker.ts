@@ -1,8 +1,9 @@
 // worker start | stop.
-import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
+import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { join } from 'node:path';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
-import { prepareHome } from '../home.ts';
+import { checkOwnership, type Home, prepareHome, privateUmask } from '../home.ts';
 import { QueuectlError } from '../errors.ts';
 import { oneLine } from './escape.ts';
 import { type GlobalOptions, home, invalid, parseInteger, withQueue } from './context.ts';
@@ -23,13 +24,14 @@ const stamp = (): string => new Date().toISOString().slice(11, 19);
 
 const start = async (o: WorkerOptions): Promise<void> => {
   const count = parseInteger(o.count ?? 1, '--count', 1, MAX_SLOTS);
-  const h = home(o);
   if (o.detach) return detach(o, count);
+  // before the job runner starts: it inherits the data directory's handle (see JobRunner)
+  const h = prepareHome(home(o));
   // one line each, control characters escaped and long commands shortened (worker.log is read on terminals too)
   const log = (line: string) => process.stdout.write(`[${stamp()}] ${oneLine(line, WORKER_LINE)}\n`);
   // The worker runtime and the job runner are loaded only by the command that runs jobs.
   const [{ WorkerPool }, { JobRunner }] = await Promise.all([import('../worker/runtime.ts'), import('../worker/run-job.ts')]);
-  const runner = new JobRunner();
+  const runner = new JobRunner({ homeFd: h.fd, jobUmask: privateUmask() });
   runner.prestart(); // boots while the queue opens
   const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() });
   const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log, runJob: (opts) => runner.run(opts) });
@@ -57,13 +59,21 @@ const start = async (o: WorkerOptions): Promise<void> => {
 
 /** Start in the background and return once its workers have registered. */
 const detach = async (o: WorkerOptions, count: number): Promise<void> => {
-  const h = home(o);
-  prepareHome(h);
-  const out = openSync(h.workerLog, 'a', 0o600);
+  const h = prepareHome(home(o));
+  const logPath = join(h.dir, 'worker.log');
+  const out = openWorkerLog(h, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
   const { spawn } = await import('node:child_process');
   const args = [...process.execArgv, process.argv[1]!, 'worker', 'start', '--count', String(count), '--home', h.dir, ...(o.drain ? ['--drain'] : [])];
-  const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
-  closeSync(out);
+  // The worker (and so its jobs) starts from the user's umask, not from ours: no database is
+  // open in this process yet, so nothing of LevelDB's is created meanwhile.
+  process.umask(privateUmask());
+  let child;
+  try {
+    child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
+  } finally {
+    process.umask(0o077);
+    closeSync(out);
+  }
   child.unref();
   let exited: number | null = null;
   child.once('exit', (code) => (exited = code ?? 1));
@@ -74,13 +84,36 @@ const detach = async (o: WorkerOptions, count: number): Promise<void> => {
     existsSync(h.socket) && (await withQueue(o, (q) => q.call('status', {}))).workers.some((w) => w.pid === child.pid);
   while (!(await registered())) {
     if (exited !== null || Date.now() > deadline) {
-      const tail = readFileSync(h.workerLog, 'utf8').trim().split('\n').slice(-3).join(' | ');
-      throw new QueuectlError('QUEUECTL_FAILED', `the background worker did not start (${tail}); see ${h.workerLog}`);
+      const log = openWorkerLog(h, constants.O_RDONLY);
+      const tail = readFileSync(log, 'utf8').trim().split('\n').slice(-3).join(' | ');
+      closeSync(log);
+      throw new QueuectlError('QUEUECTL_FAILED', `the background worker did not start (${tail}); see ${logPath}`);
     }
     await new Promise((r) => setTimeout(r, 25));
   }
-  if (o.json) process.stdout.write(`${JSON.stringify({ pid: child.pid, log: h.workerLog })}\n`);
+  if (o.json) process.stdout.write(`${JSON.stringify({ pid: child.pid, log: logPath })}\n`);
   else process.stdout.write(`${child.pid}\n`);
+};
+
+/** worker.log, through the data directory's handle, never through a symbolic link, ours alone. */
+const openWorkerLog = (h: Home, flags: number): number => {
+  const shown = join(h.dir, 'worker.log');
+  let fd: number;
+  try {
+    fd = openSync(h.workerLog, flags | constants.O_NOFOLLOW, 0o600);
+  } catch (e) {
+    if ((e as NodeJS.ErrnoException).code !== 'ELOOP') throw e;
+    throw new QueuectlError('QUEUECTL_UNSAFE_PERMISSIONS', `${shown} is a symbolic link; queuectl did not put it there: move it away`);
+  }
+  try {
+    const st = fstatSync(fd);
+    if (!st.isFile()) throw new QueuectlError('QUEUECTL_UNSAFE_PERMISSIONS', `${shown} is not a regular file; queuectl did not put it there: move it away`);
+    checkOwnership(shown, st, 'file');
+    return fd;
+  } catch (e) {
+    closeSync(fd);
+    throw e;
+  }
 };
 
 /** Our worker processes only: a recycled pid must never be signalled. */

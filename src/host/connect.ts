@@ -6,7 +6,8 @@ import { QueuectlError } from '../errors.ts';
 import { type Home, prepareHome, checkOwnership } from '../home.ts';
 import type { Host, Method, Params, Result } from './host.ts';
 import { type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
-import { statSync } from 'node:fs';
+import { lstatSync } from 'node:fs';
+import { join } from 'node:path';
 import { asDamage, inspectDatabase } from '../log/leveldb-files.ts';
 
 export interface ConnectOptions {
@@ -43,7 +44,7 @@ class RemoteLink implements Link {
     });
   }
 
-  static async open(path: string): Promise<RemoteLink> {
+  static async open(path: string, dir: string): Promise<RemoteLink> {
     const socket = netConnect(path);
     await new Promise<void>((resolve, reject) => {
       socket.once('connect', resolve);
@@ -55,7 +56,7 @@ class RemoteLink implements Link {
       // A host that is stopped (Ctrl-Z) or hung accepts connections but never answers.
       const timer = setTimeout(() => {
         socket.destroy();
-        reject(new QueuectlError('QUEUECTL_BUSY', `the queuectl host of ${path.replace(/\/host\.sock$/, '')} does not answer; if it was stopped with Ctrl-Z, resume it (fg, or kill -CONT <pid>)`));
+        reject(new QueuectlError('QUEUECTL_BUSY', `the queuectl host of ${dir} does not answer; if it was stopped with Ctrl-Z, resume it (fg, or kill -CONT <pid>)`));
       }, HELLO_TIMEOUT_MS);
       let first = true;
       readLines(socket, (msg) => {
@@ -181,39 +182,41 @@ export class Queue {
   private async reach(): Promise<Link> {
     this.link = null;
     const deadline = Date.now() + (this.options.patienceMs ?? 15_000);
-    prepareHome(this.home);
+    const home = prepareHome(this.home);
     for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
-      const sock = statSync(this.home.socket, { throwIfNoEntry: false });
+      const sock = lstatSync(home.socket, { throwIfNoEntry: false });
       if (sock) {
-        checkOwnership(this.home.socket, sock, 'socket');
+        checkOwnership(join(home.dir, 'host.sock'), sock, 'socket');
         try {
-          this.link = await RemoteLink.open(this.home.socket);
+          this.link = await RemoteLink.open(home.socket, home.dir);
           return this.link;
         } catch (e) {
           if (e instanceof QueuectlError && (e.code === 'QUEUECTL_PROTOCOL_MISMATCH' || e.code === 'QUEUECTL_BUSY')) throw e;
         }
       }
       try {
-        this.link = await this.becomeHost();
+        this.link = await this.becomeHost(home);
         return this.link;
       } catch (e) {
         if (!isLocked(e)) throw e;
       }
       if (Date.now() > deadline) {
-        throw new QueuectlError('QUEUECTL_BUSY', `another queuectl process holds ${this.home.dir} but does not answer on its socket; if none is running, remove ${this.home.socket}`);
+        throw new QueuectlError('QUEUECTL_BUSY', `another queuectl process holds ${home.dir} but does not answer on its socket; if none is running, remove ${join(home.dir, 'host.sock')}`);
       }
       await sleep(delay);
     }
   }
 
-  private async becomeHost(): Promise<LocalLink> {
+  /** `home` as prepareHome returned it: the database and the socket are reached through its handle. */
+  private async becomeHost(home: Home): Promise<LocalLink> {
     // Loaded only here: a client never pays for LevelDB and the engine at start-up. LevelDB
     // first: the engine's code loads (main thread) while the database opens (its own thread).
     // A database is created only where there is none (db/ absent or empty); anything else
     // LevelDB must not open until it is known whole (see leveldb-files.ts).
-    const { create } = inspectDatabase(this.home.db);
+    const shownDb = join(home.dir, 'db'); // what messages name: the path as the user gave it
+    const { create } = inspectDatabase(home.db, shownDb);
     const { ClassicLevel } = await import('classic-level');
-    const db = new ClassicLevel<string, unknown>(this.home.db);
+    const db = new ClassicLevel<string, unknown>(home.db);
     // createIfMissing only for a new database (LevelDB's default is true): classic-level then
     // also creates its directory with node:fs/promises, which costs ~1 ms to load (see build.ts)
     const opening = db.open({ createIfMissing: create }).then(() => null, (e: unknown) => ({ e }));
@@ -231,17 +234,17 @@ export class Queue {
       const e = failed.e;
       const cause = (e as { cause?: { code?: string; message?: string } }).cause;
       if (cause?.code === 'LEVEL_LOCKED') throw cause;
-      throw asDamage(e, this.home.db) ?? new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${this.home.db}: ${cause?.message ?? (e as Error).message}`);
+      throw asDamage(e, shownDb) ?? new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${shownDb}: ${cause?.message ?? (e as Error).message}`);
     }
     let engine;
     try {
       engine = await Engine.open(db as never);
     } catch (e) {
       await db.close();
-      throw asDamage(e, this.home.db) ?? e;
+      throw asDamage(e, shownDb) ?? e;
     }
     const host = new Host(engine);
-    const link = new LocalLink(host, this.options.serve ? await serve(host, this.home.socket) : null, this.home.db);
+    const link = new LocalLink(host, this.options.serve ? await serve(host, home.socket) : null, home.db);
     await this.options.onHost?.(host);
     return link;
   }

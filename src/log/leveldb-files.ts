@@ -139,7 +139,7 @@ const logNumber = (name: string): number | null => {
  * database there: only when the directory is absent or empty. Throws QUEUECTL_DAMAGED for
  * anything LevelDB would open silently wrong (or create over).
  */
-export const inspectDatabase = (dir: string): { create: boolean } => {
+export const inspectDatabase = (dir: string, shown = dir): { create: boolean } => {
   let names: string[];
   try {
     names = readdirSync(dir);
@@ -149,7 +149,7 @@ export const inspectDatabase = (dir: string): { create: boolean } => {
   }
   if (names.length === 0) return { create: true };
   try {
-    inspectFiles(dir, names);
+    inspectFiles(dir, names, shown);
   } catch (e) {
     // Another process has it open (creating it, or replacing its MANIFEST or log while we
     // read): what we saw was a moment of that, not damage. LevelDB's lock decides who goes on
@@ -160,17 +160,17 @@ export const inspectDatabase = (dir: string): { create: boolean } => {
   return { create: false };
 };
 
-const inspectFiles = (dir: string, names: string[]): void => {
-  if (!names.includes('CURRENT')) return fail(dir, "CURRENT is missing");
+const inspectFiles = (dir: string, names: string[], shown: string): void => {
+  if (!names.includes('CURRENT')) return fail(shown, "CURRENT is missing");
   const current = readFileSync(join(dir, 'CURRENT'), 'latin1');
   const manifest = /^(MANIFEST-\d+)\n$/.exec(current)?.[1];
-  if (!manifest) return fail(dir, "CURRENT does not name a MANIFEST");
-  if (!names.includes(manifest)) return fail(dir, `${manifest}, named by CURRENT, is missing`);
+  if (!manifest) return fail(shown, "CURRENT does not name a MANIFEST");
+  if (!names.includes(manifest)) return fail(shown, `${manifest}, named by CURRENT, is missing`);
   for (const name of [manifest, ...names.filter((n) => logNumber(n) !== null)]) {
     const { first } = scanLog(readFileSync(join(dir, name)));
-    if (first) return fail(dir, `${name}: ${first}`);
+    if (first) return fail(shown, `${name}: ${first}`);
   }
-  checkWalEnd(dir, names);
+  checkWalEnd(dir, names, shown);
 };
 
 const fail = (dir: string, what: string): never => {
@@ -203,15 +203,15 @@ export const readWalEnd = (dir: string): WalEnd | null => {
  * open names a log that a later open already turned into a table (a higher-numbered log then
  * exists): nothing to check.
  */
-const checkWalEnd = (dir: string, names: string[]): void => {
+const checkWalEnd = (dir: string, names: string[], shown: string): void => {
   const end = readWalEnd(dir);
   if (!end) return;
   const number = logNumber(end.log)!;
   if (names.includes(end.log)) {
     const size = statSync(join(dir, end.log)).size;
-    if (size < end.size) fail(dir, `${end.log} is cut short: ${size} of the ${end.size} bytes queuectl wrote; events up to position ${end.pos} were acknowledged`);
+    if (size < end.size) fail(shown, `${end.log} is cut short: ${size} of the ${end.size} bytes queuectl wrote; events up to position ${end.pos} were acknowledged`);
   } else if (!names.some((n) => (logNumber(n) ?? -1) > number)) {
-    fail(dir, `${end.log} is missing; events up to position ${end.pos} were acknowledged`);
+    fail(shown, `${end.log} is missing; events up to position ${end.pos} were acknowledged`);
   }
 };
 

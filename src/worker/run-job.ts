@@ -1,4 +1,4 @@
-import { type ChildProcess, type ChildProcessByStdio, fork, spawn } from 'node:child_process';
+import { type ChildProcess, type ChildProcessByStdio, fork, spawn, type StdioOptions } from 'node:child_process';
 import { createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:fs';
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
@@ -224,6 +224,19 @@ export class JobRunner {
   private ids = 0;
   private readonly jobs = new Map<number, { resolve: (r: RunJobResult) => void; pid?: number; start: number }>();
 
+  constructor(
+    private readonly options: {
+      /**
+       * The open handle of the data directory (prepareHome), which the runner inherits at the
+       * same number: the output paths it is sent go through /proc/self/fd/<homeFd>, and so reach
+       * the directory that was checked, in the runner as in the worker.
+       */
+      homeFd?: number;
+      /** The umask the jobs run with: the user's, not queuectl's own (privateUmask). */
+      jobUmask?: number;
+    } = {},
+  ) {}
+
   run(opts: RunJobOptions): RunningJob {
     const child = (this.child ??= this.start());
     const id = ++this.ids;
@@ -255,8 +268,18 @@ export class JobRunner {
   }
 
   private start(): ChildProcess {
-    const child = fork(fileURLToPath(import.meta.url), [], {
-      detached: true, stdio: ['ignore', 'inherit', 'inherit', 'ipc'], env: { ...process.env, [RUNNER_ENV]: '1' },
+    // The channel at 3, as Node does by default (there it is not passed on to the jobs). The
+    // home handle above it (Node holds fds 3 and up for its event loop before any of ours),
+    // which the jobs do inherit: Node cannot mark it close-on-exec in the runner; they run as
+    // the user, who owns the directory anyway.
+    const stdio: StdioOptions = ['ignore', 'inherit', 'inherit', 'ipc'];
+    const { homeFd, jobUmask } = this.options;
+    if (homeFd !== undefined) {
+      while (stdio.length < homeFd) stdio.push('ignore');
+      stdio.push(homeFd);
+    }
+    const child = fork(fileURLToPath(import.meta.url), jobUmask === undefined ? [] : [jobUmask.toString(8)], {
+      detached: true, stdio, env: { ...process.env, [RUNNER_ENV]: '1' },
     });
     child.on('message', (m: FromRunner) => {
       const job = this.jobs.get(m.id);
@@ -293,6 +316,8 @@ export class JobRunner {
 
 /** The runner's side: run what the worker sends, answer each result. */
 if (process.env[RUNNER_ENV] === '1' && process.send) {
+  // Output files are made 0600 (folders 0700) whatever the umask, which is now the jobs'.
+  if (process.argv[2]) process.umask(Number.parseInt(process.argv[2], 8));
   delete process.env[RUNNER_ENV]; // not for the jobs
   const send = process.send.bind(process);
   const jobs = new Map<number, RunningJob>();
