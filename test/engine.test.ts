@@ -9,7 +9,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Command } from '../src/domain/decide.ts';
 import { Engine } from '../src/engine/engine.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/store.ts';
 
 const spec = (id: string) => ({ id, command: 'true', cwd: '/tmp', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
 

@@ -25,7 +25,7 @@ import type { JobView } from '../src/domain/types.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { isQueuectlError } from '../src/errors.ts';
 import { EVENT_SCHEMA_VERSION, type EventData, type StoredEvent } from '../src/events.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/store.ts';
 import { M_STATES, type MClaim, type MEvent, type MOutcome, type MSpec, modelBackoffMs, QueueModel } from './helpers/model.ts';
 
 const RUNS = Math.max(1, Number(process.env.QUEUECTL_PROP_RUNS ?? '') || 150);

@@ -11,7 +11,7 @@ import { Engine } from '../src/engine/engine.ts';
 import { QueuectlError } from '../src/errors.ts';
 import type { Queue } from '../src/host/connect.ts';
 import { type ClaimAnswer, Host } from '../src/host/host.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/store.ts';
 import { resolveHome } from '../src/home.ts';
 import { WorkerPool } from '../src/worker/runtime.ts';
 

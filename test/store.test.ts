@@ -9,7 +9,7 @@ import { ClassicLevel } from 'classic-level';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { EventData, StoredEvent } from '../src/events.ts';
-import { type AnyLevel, L0_COMPACTION_TRIGGER, LogStore } from '../src/log/store.ts';
+import { type AnyLevel, L0_COMPACTION_TRIGGER, LogStore } from '../src/store/leveldb/store.ts';
 import { PROJECTIONS } from '../projections/index.ts';
 import type { Projection } from '../projections/projection.ts';
 import { cli, newHome, ok } from './helpers/cli.ts';

@@ -5,12 +5,12 @@ import { type Command, decide, jobsNamedBy } from '../domain/decide.ts';
 import { JOB_STATES, type JobState, type JobView } from '../domain/types.ts';
 import { QueuectlError } from '../errors.ts';
 import type { StoredEvent } from '../events.ts';
-import { type AnyLevel, LogStore } from '../log/store.ts';
+import { type AnyLevel, LogStore } from '../store/leveldb/store.ts';
 import { PROJECTIONS } from '../../projections/index.ts';
 import type { DlqEntry } from '../../projections/dlq.ts';
 import { type Counts, emptyCounts, orderKey, stateKey } from '../../projections/states.ts';
 import type { WorkerView } from '../../projections/workers.ts';
-import { RunnableQueue } from './runnable-queue.ts';
+import { RunnableQueue } from '../store/leveldb/runnable-queue.ts';
 import { parseRunnableKey } from '../../projections/runnable.ts';
 
 export interface EngineOptions {

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import type { JobSpec } from '../../src/domain/job-spec.ts';
 import { Engine } from '../../src/engine/engine.ts';
-import type { AnyLevel } from '../../src/log/store.ts';
+import type { AnyLevel } from '../../src/store/leveldb/store.ts';
 
 const say = (line: string): void => {
   process.stdout.write(`${line}\n`);

@@ -6,12 +6,12 @@
 // its own batch. Decisions read through the staged-but-unwritten changes (the overlay), so a
 // command decided while an earlier one is still being written sees its effects.
 import type { AbstractLevel, AbstractSublevel } from 'abstract-level';
-import { QueuectlError } from '../errors.ts';
-import { EVENT_SCHEMA_VERSION, type EventData, jobIdOf, type StoredEvent, upcast } from '../events.ts';
-import type { JobView } from '../domain/types.ts';
-import type { Projection, ProjectionView } from '../../projections/index.ts';
-import { evolveJob } from '../../projections/jobs.ts';
-import { hex, type JobTransition } from '../../projections/projection.ts';
+import { QueuectlError } from '../../errors.ts';
+import { EVENT_SCHEMA_VERSION, type EventData, jobIdOf, type StoredEvent, upcast } from '../../events.ts';
+import type { JobView } from '../../domain/types.ts';
+import type { Projection, ProjectionView } from '../../../projections/index.ts';
+import { evolveJob } from '../../../projections/jobs.ts';
+import { hex, type JobTransition } from '../../../projections/projection.ts';
 
 // biome-ignore lint: any database of the abstract-level family (classic-level, memory-level)
 export type AnyLevel = AbstractLevel<any, string, any>;
