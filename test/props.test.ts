@@ -15,7 +15,7 @@ import fc from 'fast-check';
 import { MemoryLevel } from 'memory-level';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { evolveJob } from '../projections/jobs.ts';
+import { evolveJob } from '../src/domain/evolve.ts';
 import { PROJECTIONS } from '../projections/index.ts';
 import { DEFAULT_CONFIG } from '../src/domain/config.ts';
 import { type AttemptResult, type Command, decide } from '../src/domain/decide.ts';

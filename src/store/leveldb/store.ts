@@ -10,7 +10,7 @@ import { QueuectlError } from '../../errors.ts';
 import { EVENT_SCHEMA_VERSION, type EventData, jobIdOf, type StoredEvent, upcast } from '../../events.ts';
 import type { JobView } from '../../domain/types.ts';
 import type { Projection, ProjectionView } from '../../../projections/index.ts';
-import { evolveJob } from '../../../projections/jobs.ts';
+import { evolveJob } from '../../domain/evolve.ts';
 import { hex, type JobTransition } from '../../../projections/projection.ts';
 
 // biome-ignore lint: any database of the abstract-level family (classic-level, memory-level)
