@@ -6,8 +6,8 @@ import { QueuectlError } from '../errors.ts';
 import { type Home, prepareHome, checkOwnership } from '../home.ts';
 import type { Host, Method, Params, Result } from './host.ts';
 import { type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
-import { existsSync, statSync } from 'node:fs';
-import { join } from 'node:path';
+import { statSync } from 'node:fs';
+import { openLevelBackend } from '../store/leveldb/open.ts';
 
 export interface ConnectOptions {
   /** Serve other processes when this one becomes the host (long-running processes: workers). */
@@ -203,36 +203,10 @@ export class Queue {
   }
 
   private async becomeHost(): Promise<LocalLink> {
-    // Loaded only here: a client never pays for LevelDB and the engine at start-up. LevelDB
-    // first: the engine's code loads (main thread) while the database opens (its own thread).
-    const { ClassicLevel } = await import('classic-level');
-    const db = new ClassicLevel<string, unknown>(this.home.db);
-    // createIfMissing only for a new database: classic-level then creates its directory with
-    // node:fs/promises, which costs ~1 ms to load (see build.ts)
-    const opening = db.open({ createIfMissing: !existsSync(join(this.home.db, 'CURRENT')) }).then(() => null, (e: unknown) => ({ e }));
-    let local: typeof import('./local.ts');
-    try {
-      local = await import('./local.ts');
-    } catch (e) {
-      await opening;
-      await db.close();
-      throw e;
-    }
-    const { Engine, Host, serve } = local;
-    const failed = await opening;
-    if (failed) {
-      const e = failed.e;
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      if (cause?.code === 'LEVEL_LOCKED') throw cause;
-      throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${this.home.db}: ${cause?.message ?? (e as Error).message}`);
-    }
-    let engine;
-    try {
-      engine = await Engine.open(db as never);
-    } catch (e) {
-      await db.close();
-      throw e;
-    }
+    // Loaded only here: a client never pays for LevelDB and the engine at start-up. The
+    // engine's code loads (main thread) while the database opens (its own thread).
+    const [store, { Engine, Host, serve }] = await openLevelBackend(this.home.db, () => import('./local.ts'));
+    const engine = new Engine(store);
     const host = new Host(engine);
     const link = new LocalLink(host, this.options.serve ? await serve(host, this.home.socket) : null);
     await this.options.onHost?.(host);

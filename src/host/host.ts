@@ -310,9 +310,9 @@ export class Host {
       return due === null || due > this.engine.clock();
     },
 
-    rebuild: async (): Promise<{ events: number }> => ({ events: await this.engine.exclusive(() => this.engine.store.rebuild()) }),
+    rebuild: async (): Promise<{ events: number }> => ({ events: await this.engine.rebuild() }),
 
-    verify: (): Promise<{ events: number; differences: string[] }> => this.engine.exclusive(() => this.engine.store.verify()),
+    verify: (): Promise<{ events: number; differences: string[] }> => this.engine.verify(),
   };
 
   /** Claim the next due job now, or null. */
