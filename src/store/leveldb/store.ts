@@ -169,8 +169,8 @@ export class LogStore {
 
   /**
    * Stage events: give them positions, apply every projection, queue the writes. Callers must
-   * not interleave stage() calls (LevelStore, level-store.ts, runs them in its serial section). Returns the stored events, each
-   * touched job as it now is, and the promise of their durability.
+   * not interleave stage() calls (level-store.ts runs them in its serial section). Returns the
+   * stored events, each touched job as it now is, and the promise of their durability.
    */
   async stage(
     data: readonly EventData[],
