@@ -15,7 +15,7 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Engine } from '../src/engine/engine.ts';
 import { openLevelEngine } from './helpers/backends.ts';
-import type { AnyLevel } from '../src/store/leveldb/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHILD = fileURLToPath(new URL('./helpers/crash-child.ts', import.meta.url));

@@ -13,7 +13,7 @@ import { openLevelEngine } from './helpers/backends.ts';
 import { Host } from '../src/host/host.ts';
 import type { AttemptResult } from '../src/domain/decide.ts';
 import type { JobSpec } from '../src/domain/job-spec.ts';
-import type { AnyLevel } from '../src/store/leveldb/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 import {
   type Result, assertNoStrays, cleanup, cli, events, history, isAlive, json, newHome, ok, refused, run, scratch, startWorker, stopWorkers, strays, until,
 } from './helpers/cli.ts';

@@ -10,7 +10,7 @@ import * as assert from 'uvu/assert';
 import type { Command } from '../src/domain/decide.ts';
 import type { Engine } from '../src/engine/engine.ts';
 import { openLevelEngine } from './helpers/backends.ts';
-import type { AnyLevel } from '../src/store/leveldb/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 
 const spec = (id: string) => ({ id, command: 'true', cwd: '/tmp', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
 

@@ -12,7 +12,7 @@ import { openLevelEngine } from './helpers/backends.ts';
 import { QueuectlError } from '../src/errors.ts';
 import type { Queue } from '../src/host/connect.ts';
 import { type ClaimAnswer, Host } from '../src/host/host.ts';
-import type { AnyLevel } from '../src/store/leveldb/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 import { resolveHome } from '../src/home.ts';
 import { WorkerPool } from '../src/worker/runtime.ts';
 

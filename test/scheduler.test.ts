@@ -22,7 +22,7 @@ import { openLevelEngine } from './helpers/backends.ts';
 import { isQueuectlError } from '../src/errors.ts';
 import type { StoredEvent } from '../src/events.ts';
 import { Host } from '../src/host/host.ts';
-import type { AnyLevel } from '../src/store/leveldb/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 
 const RUNS = Math.max(1, Number(process.env.QUEUECTL_SCHED_RUNS ?? '') || 150);
 const SEED = process.env.QUEUECTL_SCHED_SEED ? Number(process.env.QUEUECTL_SCHED_SEED) : undefined;

@@ -19,7 +19,7 @@ import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import type { JobSpec } from '../../src/domain/job-spec.ts';
 import { openLevelEngine } from './backends.ts';
-import type { AnyLevel } from '../../src/store/leveldb/store.ts';
+import type { AnyLevel } from '../../src/store/leveldb/keys.ts';
 
 const say = (line: string): void => {
   process.stdout.write(`${line}\n`);

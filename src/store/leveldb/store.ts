@@ -13,8 +13,6 @@ import { DELETED, fold, type KeySpace, type Target } from '../fold.ts';
 import { diffSublevels } from './diff.ts';
 import { type AnyLevel, opts, posKey, type Sub, streamKey } from './keys.ts';
 
-export type { AnyLevel } from './keys.ts';
-
 export const FORMAT = { app: 'queuectl', format: 1 } as const;
 const CACHE_MAX = 4_096;
 /**
