@@ -10,6 +10,7 @@ import { ClassicLevel } from 'classic-level';
 import type { AttemptResult } from '../src/domain/decide.ts';
 import type { JobSpec } from '../src/domain/job-spec.ts';
 import { Engine } from '../src/engine/engine.ts';
+import { LevelStore } from '../src/store/leveldb/level-store.ts';
 import type { EventData } from '../src/events.ts';
 import { type Context, cliOk, fmtInt, fmtMs, now, removeDir } from './lib.ts';
 
@@ -46,7 +47,7 @@ const openEngine = async (home: string): Promise<Engine> => {
   mkdirSync(home, { recursive: true, mode: 0o700 });
   const db = new ClassicLevel<string, unknown>(join(home, 'db'));
   await db.open();
-  return Engine.open(db as never, { sync: false });
+  return new Engine(await LevelStore.open(db as never, { sync: false }));
 };
 
 const BATCH = 10_000;
@@ -81,7 +82,7 @@ const completeAll = async (engine: Engine, n: number, id: (i: number) => string)
     }
     // One chunk at a time: staging the next while this one is written would overlap them
     // (group commit), which is also faster, but see the notes on the store's overlay.
-    await engine.store.append(data, at);
+    await (engine.store as LevelStore).log.append(data, at); // fixtures are LevelDB data directories
   }
   await engine.execute({ type: 'workerStop', workerId, reason: 'stopped' });
 };
@@ -125,7 +126,7 @@ export const eventsFixture = async (ctx: Context, events: number): Promise<Event
     const engine = await openEngine(home);
     await enqueueMany(engine, jobs, (i) => spec(fixtureJobId(i), 'true'));
     await completeAll(engine, jobs, fixtureJobId);
-    fixture = { home, jobs, events: engine.store.committed + 1, sampleId: fixtureJobId(Math.floor(jobs / 2)) };
+    fixture = { home, jobs, events: (await engine.store.head()) + 1, sampleId: fixtureJobId(Math.floor(jobs / 2)) };
     await engine.close();
     ctx.log(`fixture ${key}: ${fmtInt(fixture.events)} events in ${fmtMs(now() - t)}`);
     if (ctx.flags['verify-fixtures']) await verify(ctx, home);

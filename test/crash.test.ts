@@ -13,8 +13,9 @@ import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { Engine } from '../src/engine/engine.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { Engine } from '../src/engine/engine.ts';
+import { openLevelEngine } from './helpers/backends.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 
 const ROOT = fileURLToPath(new URL('..', import.meta.url));
 const CHILD = fileURLToPath(new URL('./helpers/crash-child.ts', import.meta.url));
@@ -94,14 +95,14 @@ const parseAcks = (acks: Acks, lines: readonly string[]): void => {
 
 /** Open the directory (the child is dead, so nobody else holds it), check it, close it. */
 const checkDir = async (dir: string, acks: Acks, where: string): Promise<number> => {
-  const engine = await Engine.open(new ClassicLevel<string, unknown>(dir) as unknown as AnyLevel);
+  const engine = await openLevelEngine(new ClassicLevel<string, unknown>(dir) as unknown as AnyLevel);
   try {
     let expected = 0;
     for await (const e of engine.store.readEvents(0)) {
       assert.is(e.pos, expected, `${where}: log positions are contiguous from 0`);
       expected += 1;
     }
-    assert.is(engine.store.committed, expected - 1, `${where}: the last position is the log's head`);
+    assert.is(await engine.store.head(), expected - 1, `${where}: the last position is the log's head`);
     for (const id of acks.enqueued) assert.ok(await engine.getJob(id), `${where}: acknowledged job ${id} survived the kill`);
     for (const [id, attempt] of acks.claims) {
       const job = await engine.getJob(id);

@@ -42,7 +42,7 @@ const checkKilledClaims = (byJob: Map<string, StoredEvent[]>, kills: Kill[]): Ma
       const end = stream.slice(i + 1).find((x) => x.attempt === e.attempt && ['JobSucceeded', 'JobFailed', 'JobLeaseExpired'].includes(x.type));
       if (end?.type === 'JobSucceeded') return;
       if (end?.type !== 'JobLeaseExpired') {
-        problems.push(`${jobId}: attempt ${e.attempt} of killed worker ${e.workerId} ended with ${end?.type ?? 'nothing'}`);
+        problems.push(`${jobId}: attempt ${e.attempt} of killed worker ${e.workerId} ended with ${end?.type ?? "nothing"} ${JSON.stringify(end)}`);
         return;
       }
       expiredByKill.get(e.workerId)!.push(end);

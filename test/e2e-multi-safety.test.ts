@@ -8,11 +8,12 @@ import { chmodSync, chownSync, existsSync, mkdirSync, readdirSync, statSync } fr
 import { join } from 'node:path';
 import { connect } from 'node:net';
 import { MemoryLevel } from 'memory-level';
-import { Engine } from '../src/engine/engine.ts';
+import type { Engine } from '../src/engine/engine.ts';
+import { openLevelEngine } from './helpers/backends.ts';
 import { Host } from '../src/host/host.ts';
 import type { AttemptResult } from '../src/domain/decide.ts';
 import type { JobSpec } from '../src/domain/job-spec.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 import {
   type Result, assertNoStrays, cleanup, cli, events, history, isAlive, json, newHome, ok, refused, run, scratch, startWorker, stopWorkers, strays, until,
 } from './helpers/cli.ts';
@@ -39,7 +40,7 @@ const rejects = async (p: Promise<unknown>, code: string, what: string): Promise
 
 test('a late result from a fenced-off attempt is refused (QUEUECTL_STALE_ATTEMPT) and writes no event', async () => {
   const t = { now: 1_800_000_000_000 };
-  const engine = await Engine.open(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { clock: () => t.now, sync: false });
+  const engine = await openLevelEngine(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { clock: () => t.now, sync: false });
   const host = new Host(engine);
   const expire = () => (host as unknown as { expireLeases(): Promise<void> }).expireLeases();
   try {
@@ -62,29 +63,29 @@ test('a late result from a fenced-off attempt is refused (QUEUECTL_STALE_ATTEMPT
     assert.equal(expired.map((e) => e.type), ['JobEnqueued', 'JobClaimed', 'JobLeaseExpired']);
     assert.is(expired[2]!.type === 'JobLeaseExpired' && expired[2]!.attempt, 1);
 
-    const positions = () => engine.store.committed;
-    const before = positions();
+    const positions = () => engine.store.head();
+    const before = await positions();
     // the late result of attempt 1, success or failure: refused, nothing written
     await rejects(host.api.report({ jobId: 'job', workerId: 'w1', attempt: 1, result: success }), 'QUEUECTL_STALE_ATTEMPT', 'late success of attempt 1');
     await rejects(host.api.report({ jobId: 'job', workerId: 'w1', attempt: 1, result: failure }), 'QUEUECTL_STALE_ATTEMPT', 'late failure of attempt 1');
-    assert.is(positions(), before, 'no event written');
+    assert.is(await positions(), before, 'no event written');
     assert.equal((await host.api.heartbeat({ workerId: 'w1', running: [{ jobId: 'job', attempt: 1 }] })).drop, ['job'], 'the heartbeat tells w1 to drop it');
 
     // attempt 2 goes to w2; w1's attempt 1 (and w1 naming attempt 2) stay refused
     t.now += 60_000;
     const c2 = await host.api.claim({ workerId: 'w2', waitMs: 0 });
     assert.equal([c2?.job.id, c2?.attempt], ['job', 2]);
-    const claimed = positions();
+    const claimed = await positions();
     await rejects(host.api.report({ jobId: 'job', workerId: 'w1', attempt: 1, result: success }), 'QUEUECTL_STALE_ATTEMPT', 'late result of attempt 1 while attempt 2 runs');
     await rejects(host.api.report({ jobId: 'job', workerId: 'w1', attempt: 2, result: success }), 'QUEUECTL_STALE_ATTEMPT', 'another worker reporting attempt 2');
     await rejects(engine.execute({ type: 'expireLease', jobId: 'job', attempt: 1, reason: 'late expiry' }), 'QUEUECTL_STALE_ATTEMPT', 'expiring attempt 1 again');
-    assert.is(positions(), claimed, 'no event written');
+    assert.is(await positions(), claimed, 'no event written');
     const { events: done } = await host.api.report({ jobId: 'job', workerId: 'w2', attempt: 2, result: success });
     assert.equal(done.map((e) => e.type), ['JobSucceeded']);
-    const after = positions();
+    const after = await positions();
     await rejects(host.api.report({ jobId: 'job', workerId: 'w2', attempt: 2, result: success }), 'QUEUECTL_STALE_ATTEMPT', 'the same result twice');
     await rejects(host.api.report({ jobId: 'job', workerId: 'w1', attempt: 1, result: failure }), 'QUEUECTL_STALE_ATTEMPT', 'attempt 1 after the job completed');
-    assert.is(positions(), after, 'never applied twice');
+    assert.is(await positions(), after, 'never applied twice');
     assert.equal((await engine.history('job')).map((e) => `${e.type}${'attempt' in e ? `#${e.attempt}` : ''}`),
       ['JobEnqueued', 'JobClaimed#1', 'JobLeaseExpired#1', 'JobClaimed#2', 'JobSucceeded#2']);
     assert.is((await engine.requireJob('job')).state, 'completed');

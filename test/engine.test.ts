@@ -8,14 +8,15 @@ import { ClassicLevel } from 'classic-level';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { Command } from '../src/domain/decide.ts';
-import { Engine } from '../src/engine/engine.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { Engine } from '../src/engine/engine.ts';
+import { openLevelEngine } from './helpers/backends.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 
 const spec = (id: string) => ({ id, command: 'true', cwd: '/tmp', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
 
 test('a malformed command among queued ones is refused alone; the rest and later commands go through', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'queuectl-engine-'));
-  const engine = await Engine.open(new ClassicLevel(join(dir, 'db')) as unknown as AnyLevel);
+  const engine = await openLevelEngine(new ClassicLevel(join(dir, 'db')) as unknown as AnyLevel);
   try {
     const bad = [{ type: 'enqueue' }, { type: 'retry' }, { type: 'cancel' }, null] as unknown as Command[];
     const results = await Promise.allSettled([

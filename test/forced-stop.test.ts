@@ -10,11 +10,11 @@ import * as assert from 'uvu/assert';
 import {
   MARK, type Q, type StoredEvent, assertNoStrays, cleanup, cli, events, history, job, json, newHome, ok, scratch, startWorker, stopWorkers, strays, until,
 } from './helpers/cli.ts';
-import { Engine } from '../src/engine/engine.ts';
 import type { Queue } from '../src/host/connect.ts';
 import { Host } from '../src/host/host.ts';
 import { resolveHome } from '../src/home.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
+import { openLevelEngine } from './helpers/backends.ts';
 import { WorkerPool } from '../src/worker/runtime.ts';
 
 test.after.each(() => stopWorkers());
@@ -60,7 +60,7 @@ const checkReleased = async (q: QH, id: string, dir: string, reason: RegExp): Pr
 };
 
 test('a claim that arrives with a report after the forced stop is handed back unstarted (in-process pool)', async () => {
-  const engine = await Engine.open(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { sync: false });
+  const engine = await openLevelEngine(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { sync: false });
   const host = new Host(engine);
   const spec = (id: string) => ({ id, command: 'true', cwd: '/', priority: 0, maxRetries: 0, runAt: null, timeoutMs: null });
   await engine.execute({ type: 'enqueue', jobs: [spec('a'), spec('b')] });

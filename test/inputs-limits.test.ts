@@ -8,7 +8,8 @@ import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { ClassicLevel } from 'classic-level';
 import { PROJECTIONS } from '../projections/index.ts';
-import { type AnyLevel, LogStore } from '../src/log/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
+import { LogStore } from '../src/store/leveldb/store.ts';
 import { checkBatchSize, MAX_BATCH_BYTES } from '../src/domain/job-spec.ts';
 import {
   type Q, assertNoStrays, cleanup, cli, history, job, json, newHome, ok, refused, run, scratch, startWorker, stopWorkers,

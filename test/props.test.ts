@@ -7,15 +7,10 @@
 //                            shrunk counterexample, and QUEUECTL_PROP_KIND=memory|classic); a failure
 //                            prints the exact line to run
 //   QUEUECTL_PROP_REPLAY_PATH=<replayPath>  the commands' own replay path, printed as /*replayPath=...*/
-import { mkdtempSync, rmSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
-import { ClassicLevel } from 'classic-level';
 import fc from 'fast-check';
-import { MemoryLevel } from 'memory-level';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { evolveJob } from '../projections/jobs.ts';
+import { evolveJob } from '../src/domain/evolve.ts';
 import { PROJECTIONS } from '../projections/index.ts';
 import { DEFAULT_CONFIG } from '../src/domain/config.ts';
 import { type AttemptResult, type Command, decide } from '../src/domain/decide.ts';
@@ -25,7 +20,7 @@ import type { JobView } from '../src/domain/types.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { isQueuectlError } from '../src/errors.ts';
 import { EVENT_SCHEMA_VERSION, type EventData, type StoredEvent } from '../src/events.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import { type BackendHarness, levelHarness, type OpenedBackend, removeBackendDirs } from './helpers/backends.ts';
 import { M_STATES, type MClaim, type MEvent, type MOutcome, type MSpec, modelBackoffMs, QueueModel } from './helpers/model.ts';
 
 const RUNS = Math.max(1, Number(process.env.QUEUECTL_PROP_RUNS ?? '') || 150);
@@ -39,35 +34,29 @@ const T0 = 1_700_000_000_000;
 
 type Kind = 'memory' | 'classic';
 
-let tmpRoot: string | null = null;
-const freshDir = (): string => {
-  tmpRoot ??= mkdtempSync(join(tmpdir(), 'queuectl-props-'));
-  return mkdtempSync(join(tmpRoot, 'db-'));
-};
+/** The backend each kind of run drives: add a harness (and a test below) to run the suite on another. */
+const HARNESSES: Record<Kind, BackendHarness> = { memory: levelHarness('memory'), classic: levelHarness('classic') };
 
 class Real {
   t = T0;
   engine!: Engine;
-  private db!: AnyLevel;
-  constructor(readonly kind: Kind, readonly dir: string | null) {}
+  backend!: OpenedBackend;
+  constructor(readonly kind: Kind) {}
 
   static async open(kind: Kind): Promise<Real> {
-    const real = new Real(kind, kind === 'classic' ? freshDir() : null);
-    real.db = kind === 'memory' ? (new MemoryLevel<string, unknown>() as unknown as AnyLevel) : (new ClassicLevel<string, unknown>(real.dir!) as unknown as AnyLevel);
-    real.engine = await Engine.open(real.db, { clock: () => real.t });
+    const real = new Real(kind);
+    real.backend = await HARNESSES[kind].create(() => real.t);
+    real.engine = new Engine(real.backend.store);
     return real;
   }
 
-  /** Close and open the same database again (never while it is open). */
+  /** Close and open the same data again (never while it is open). */
   async restart(): Promise<void> {
-    await this.engine.close();
-    if (this.kind === 'classic') this.db = new ClassicLevel<string, unknown>(this.dir!) as unknown as AnyLevel;
-    this.engine = await Engine.open(this.db, { clock: () => this.t });
+    this.engine = new Engine(await this.backend.reopen());
   }
 
   async dispose(): Promise<void> {
-    await this.engine.close().catch(() => {});
-    if (this.dir) rmSync(this.dir, { recursive: true, force: true });
+    await this.backend.dispose();
   }
 }
 
@@ -373,14 +362,15 @@ const plan = (model: QueueModel, op: Op): Planned => {
 
 /** Run ops concurrently (submitted in order, as the engine serialises them) and check each answer. */
 const runOps = async (model: QueueModel, real: Real, ops: readonly Op[]): Promise<void> => {
-  const head = real.engine.store.committed;
+  const head = await real.engine.store.head();
   const planned = ops.map((op) => plan(model, op));
   const checks = planned.map((p) => p.start(real));
   // Every op's answer (all awaited, so nothing is left running), the first disagreement reported.
   const settled = await Promise.allSettled(checks.map((check) => check()));
   for (const s of settled) if (s.status === 'rejected') throw s.reason;
   const expectedEvents = planned.reduce((n, p) => n + p.eventCount, 0);
-  assert.is(real.engine.store.committed - head, expectedEvents, `log head moved by ${real.engine.store.committed - head}, expected ${expectedEvents} (refused commands append nothing) after ${planned.map((p) => p.label).join('; ')}`);
+  const moved = (await real.engine.store.head()) - head;
+  assert.is(moved, expectedEvents, `log head moved by ${moved}, expected ${expectedEvents} (refused commands append nothing) after ${planned.map((p) => p.label).join('; ')}`);
   // Positions are contiguous and in submission order.
   const appended: StoredEvent[] = [];
   for await (const e of real.engine.store.readEvents(head + 1)) appended.push(e);
@@ -442,20 +432,14 @@ class StepCommand implements fc.AsyncCommand<QueueModel, Real> {
 
 // ---- the replay law ---------------------------------------------------------------------------
 
-const snapshot = async (engine: Engine): Promise<Record<string, [string, unknown][]>> => {
-  const out: Record<string, [string, unknown][]> = {};
-  for (const p of PROJECTIONS) out[p.name] = (await engine.store.sublevel(p.name).iterator().all()) as [string, unknown][];
-  return out;
-};
-
 const checkReplayLaw = async (real: Real): Promise<void> => {
   const engine = real.engine;
-  const { differences } = await engine.store.verify(50);
+  const { differences } = await engine.verify(50);
   assert.equal(differences, [], 'projections maintained incrementally equal those rebuilt from the log (verify)');
-  const incremental = await snapshot(engine);
-  const events = await engine.store.rebuild();
-  assert.is(events, engine.store.committed + 1);
-  const rebuilt = await snapshot(engine);
+  const incremental = await real.backend.projections();
+  const events = await engine.rebuild();
+  assert.is(events, (await engine.store.head()) + 1);
+  const rebuilt = await real.backend.projections();
   for (const p of PROJECTIONS) assert.equal(incremental[p.name], rebuilt[p.name], `projection ${p.name}: incremental vs rebuilt, key for key`);
   // Each job's stream (through the per-job index) is exactly its events in the log.
   const byJob = new Map<string, number[]>();
@@ -614,8 +598,8 @@ test('dlq retry naming the same dead job twice retries it once (one JobRetried)'
 });
 
 test('the first claim while batches are still being written sees every staged job (classic-level)', async () => {
-  const dir = freshDir();
-  const engine = await Engine.open(new ClassicLevel<string, unknown>(dir) as unknown as AnyLevel, { clock: () => T0 });
+  const backend = await HARNESSES.classic.create(() => T0);
+  const engine = new Engine(backend.store);
   try {
     const n = 10;
     const enqueues = Array.from({ length: n }, (_, i) => engine.execute({ type: 'enqueue', jobs: [{ ...specA(null), id: `g${i}` }] }));
@@ -624,14 +608,13 @@ test('the first claim while batches are still being written sees every staged jo
     const claimed = (await Promise.all(claims)).map((c) => c?.job.id ?? null);
     assert.equal(claimed, Array.from({ length: n }, (_, i) => `g${i}`), 'each claim takes the next job in enqueue order');
   } finally {
-    await engine.close();
-    rmSync(dir, { recursive: true, force: true });
+    await backend.dispose();
   }
 });
 
 test.after(() => {
   if (STATS) console.log([...STATS].sort(([a], [b]) => a.localeCompare(b)).map(([k, n]) => `${String(n).padStart(7)}  ${k}`).join('\n'));
-  if (tmpRoot) rmSync(tmpRoot, { recursive: true, force: true });
+  removeBackendDirs();
 });
 
 test.run();

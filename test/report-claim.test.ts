@@ -7,11 +7,12 @@ import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { AttemptResult } from '../src/domain/decide.ts';
 import type { JobSpec } from '../src/domain/job-spec.ts';
-import { Engine } from '../src/engine/engine.ts';
+import type { Engine } from '../src/engine/engine.ts';
+import { openLevelEngine } from './helpers/backends.ts';
 import { QueuectlError } from '../src/errors.ts';
 import type { Queue } from '../src/host/connect.ts';
 import { type ClaimAnswer, Host } from '../src/host/host.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 import { resolveHome } from '../src/home.ts';
 import { WorkerPool } from '../src/worker/runtime.ts';
 
@@ -19,7 +20,7 @@ const ok: AttemptResult = { durationMs: 1, exitCode: 0, signal: null, timedOut: 
 const spec = (id: string): JobSpec => ({ id, command: 'true', cwd: '/', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
 
 const setup = async (ids: string[]) => {
-  const engine = await Engine.open(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { sync: false });
+  const engine = await openLevelEngine(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { sync: false });
   await engine.execute({ type: 'enqueue', jobs: ids.map(spec) });
   await engine.execute({ type: 'workerStart', workerId: 'w', pid: process.pid, slots: 1 });
   return { engine, host: new Host(engine) };

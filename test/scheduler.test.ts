@@ -17,11 +17,12 @@ import * as assert from 'uvu/assert';
 import type { AttemptResult } from '../src/domain/decide.ts';
 import type { JobSpec } from '../src/domain/job-spec.ts';
 import { JOB_STATES, type JobState } from '../src/domain/types.ts';
-import { Engine } from '../src/engine/engine.ts';
+import type { Engine } from '../src/engine/engine.ts';
+import { openLevelEngine } from './helpers/backends.ts';
 import { isQueuectlError } from '../src/errors.ts';
 import type { StoredEvent } from '../src/events.ts';
 import { Host } from '../src/host/host.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import type { AnyLevel } from '../src/store/leveldb/keys.ts';
 
 const RUNS = Math.max(1, Number(process.env.QUEUECTL_SCHED_RUNS ?? '') || 150);
 const SEED = process.env.QUEUECTL_SCHED_SEED ? Number(process.env.QUEUECTL_SCHED_SEED) : undefined;
@@ -112,7 +113,7 @@ interface Api {
 
 const simulate = async (s: fc.Scheduler, input: Input, mode: 'engine' | 'host'): Promise<void> => {
   const clock = { now: T0 };
-  const engine = await Engine.open(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { clock: () => clock.now, sync: false });
+  const engine = await openLevelEngine(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { clock: () => clock.now, sync: false });
   const host = mode === 'host' ? new Host(engine) : null;
   const expireLeases = () => (host as unknown as { expireLeases(): Promise<void> }).expireLeases();
   try {
@@ -134,7 +135,7 @@ const simulate = async (s: fc.Scheduler, input: Input, mode: 'engine' | 'host'):
           },
           report: async (jobId, workerId, attempt, ok) => (await host.api.report({ jobId, workerId, attempt, result: result(ok) })).events,
           expire: async () => {
-            const from = engine.store.committed + 1;
+            const from = (await engine.store.head()) + 1;
             await expireLeases();
             const out: StoredEvent[] = [];
             for await (const e of engine.store.readEvents(from)) if (e.type === 'JobLeaseExpired') out.push(e);

@@ -1,5 +1,6 @@
 // The rules of the queue as pure functions: decide(command, state, now) -> events.
-// No I/O and no clock: the engine loads the state, passes the time, and appends what comes out.
+// No I/O and no clock: the store loads the state, passes the time, and appends what comes out
+// (transact, src/store/port.ts).
 import { QueuectlError } from '../errors.ts';
 import type { AttemptOutput, EventData } from '../events.ts';
 import { type Config, parseConfigValue } from './config.ts';

@@ -8,7 +8,8 @@ import type { Host, Method, Params, Result } from './host.ts';
 import { type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
-import { asDamage, inspectDatabase } from '../log/leveldb-files.ts';
+import { asDamage } from '../store/leveldb/leveldb-files.ts';
+import { openLevelBackend } from '../store/leveldb/open.ts';
 
 export interface ConnectOptions {
   /** Serve other processes when this one becomes the host (long-running processes: workers). */
@@ -112,14 +113,12 @@ class LocalLink implements Link {
     readonly host: Host,
     /** Stops serving the socket (see server.ts); null when this process does not serve. */
     private readonly stopServing: (() => Promise<void>) | null,
-    /** For naming the database when a read finds it damaged. */
-    private readonly dbDir: string,
   ) {}
 
   call(method: string, params: unknown): Promise<unknown> {
     const handler = this.host.api[method as Method] as (p: unknown) => Promise<unknown>;
     return handler(params).catch((e: unknown) => {
-      throw asDamage(e, this.dbDir) ?? e;
+      throw this.host.explain(e) ?? e;
     });
   }
 
@@ -209,42 +208,13 @@ export class Queue {
 
   /** `home` as prepareHome returned it: the database and the socket are reached through its handle. */
   private async becomeHost(home: Home): Promise<LocalLink> {
-    // Loaded only here: a client never pays for LevelDB and the engine at start-up. LevelDB
-    // first: the engine's code loads (main thread) while the database opens (its own thread).
-    // A database is created only where there is none (db/ absent or empty); anything else
-    // LevelDB must not open until it is known whole (see leveldb-files.ts).
+    // Loaded only here: a client never pays for LevelDB and the engine at start-up. The
+    // engine's code loads (main thread) while the database opens (its own thread).
     const shownDb = join(home.dir, 'db'); // what messages name: the path as the user gave it
-    const { create } = inspectDatabase(home.db, shownDb);
-    const { ClassicLevel } = await import('classic-level');
-    const db = new ClassicLevel<string, unknown>(home.db);
-    // createIfMissing only for a new database (LevelDB's default is true): classic-level then
-    // also creates its directory with node:fs/promises, which costs ~1 ms to load (see build.ts)
-    const opening = db.open({ createIfMissing: create }).then(() => null, (e: unknown) => ({ e }));
-    let local: typeof import('./local.ts');
-    try {
-      local = await import('./local.ts');
-    } catch (e) {
-      await opening;
-      await db.close();
-      throw e;
-    }
-    const { Engine, Host, serve } = local;
-    const failed = await opening;
-    if (failed) {
-      const e = failed.e;
-      const cause = (e as { cause?: { code?: string; message?: string } }).cause;
-      if (cause?.code === 'LEVEL_LOCKED') throw cause;
-      throw asDamage(e, shownDb) ?? new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${shownDb}: ${cause?.message ?? (e as Error).message}`);
-    }
-    let engine;
-    try {
-      engine = await Engine.open(db as never);
-    } catch (e) {
-      await db.close();
-      throw asDamage(e, shownDb) ?? e;
-    }
-    const host = new Host(engine);
-    const link = new LocalLink(host, this.options.serve ? await serve(host, home.socket) : null, home.db);
+    const [store, { Engine, Host, serve }] = await openLevelBackend(home.db, shownDb, () => import('./local.ts'));
+    const engine = new Engine(store);
+    const host = new Host(engine, (e) => asDamage(e, shownDb));
+    const link = new LocalLink(host, this.options.serve ? await serve(host, home.socket) : null);
     await this.options.onHost?.(host);
     return link;
   }

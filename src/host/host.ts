@@ -84,7 +84,11 @@ export class Host {
   /** Set when this process stops hosting: long polls answer at once and claim nothing more. */
   private stopped = false;
 
-  constructor(engine: Engine) {
+  constructor(
+    engine: Engine,
+    /** What a backend's error means for a user (LevelDB: damage and the way back), or null. */
+    readonly explain: (e: unknown) => QueuectlError | null = () => null,
+  ) {
     this.engine = engine;
     // Any durable change may make a job runnable or finish one someone waits for.
     engine.store.subscribe((events) => {
@@ -358,9 +362,9 @@ export class Host {
       return due === null || due > this.engine.clock();
     },
 
-    rebuild: async (): Promise<{ events: number }> => ({ events: await this.engine.exclusive(() => this.engine.store.rebuild()) }),
+    rebuild: async (): Promise<{ events: number }> => ({ events: await this.engine.rebuild() }),
 
-    verify: (): Promise<{ events: number; differences: string[] }> => this.engine.exclusive(() => this.engine.store.verify()),
+    verify: (): Promise<{ events: number; differences: string[] }> => this.engine.verify(),
   };
 
   /** Claim the next due job now, or null. */

@@ -2,7 +2,6 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { isQueuectlError } from '../errors.ts';
-import { asDamage } from '../log/leveldb-files.ts';
 import type { Host, Method } from './host.ts';
 import { type Hello, PROTOCOL_VERSION, type Request, readLines, send } from './protocol.ts';
 
@@ -76,7 +75,7 @@ const handleConnection = (host: Host, socket: Socket, calls: Set<Promise<unknown
       .then(
       (result) => send(socket, { id: req.id, result: result ?? null }),
       (e: unknown) => {
-        const damage = asDamage(e, (host.engine.store.db as { location?: string }).location ?? 'this data directory');
+        const damage = host.explain(e);
         const error = isQueuectlError(e) ? { code: e.code, message: e.message } : damage ? damage.toJSON() : { code: 'QUEUECTL_FAILED', message: String((e as Error)?.message ?? e) };
         send(socket, { id: req.id, error });
       },

@@ -18,8 +18,8 @@ import { realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { ClassicLevel } from 'classic-level';
 import type { JobSpec } from '../../src/domain/job-spec.ts';
-import { Engine } from '../../src/engine/engine.ts';
-import type { AnyLevel } from '../../src/log/store.ts';
+import { openLevelEngine } from './backends.ts';
+import type { AnyLevel } from '../../src/store/leveldb/keys.ts';
 
 const say = (line: string): void => {
   process.stdout.write(`${line}\n`);
@@ -28,8 +28,8 @@ const say = (line: string): void => {
 const spec = (id: string, priority: number): JobSpec => ({ id, command: `echo ${id}`, cwd: '/', priority, maxRetries: 2, runAt: null, timeoutMs: null });
 
 const run = async (dir: string, tag: string, mode: string): Promise<void> => {
-  const engine = await Engine.open(new ClassicLevel<string, unknown>(dir) as unknown as AnyLevel);
-  say(`open ${engine.store.committed}`);
+  const engine = await openLevelEngine(new ClassicLevel<string, unknown>(dir) as unknown as AnyLevel);
+  say(`open ${await engine.store.head()}`);
   const worker = `w-${tag}`;
   let n = 0;
   const nextId = (): string => `${tag}-${n++}`;
@@ -57,7 +57,7 @@ const run = async (dir: string, tag: string, mode: string): Promise<void> => {
 
   if (mode === 'rebuild') {
     // Enough data that a rebuild takes a while (clearing the projections alone takes ~15-40 ms).
-    while (engine.store.committed < 2000) await Promise.all(Array.from({ length: 100 }, () => enqueue(1)));
+    while ((await engine.store.head()) < 2000) await Promise.all(Array.from({ length: 100 }, () => enqueue(1)));
   }
 
   for (let round = 0; ; round++) {
@@ -71,7 +71,7 @@ const run = async (dir: string, tag: string, mode: string): Promise<void> => {
     await Promise.all(inFlight);
     if (mode === 'rebuild') {
       say('rebuilding');
-      const events = await engine.exclusive(() => engine.store.rebuild());
+      const events = await engine.rebuild();
       say(`rebuilt ${events}`);
     }
   }

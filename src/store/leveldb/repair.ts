@@ -6,8 +6,8 @@
 // gap is recorded in meta as lost (never renumbered: `events --from N` readers keep their place).
 import { cpSync, existsSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
-import { PROJECTIONS } from '../../projections/index.ts';
-import { QueuectlError } from '../errors.ts';
+import { PROJECTIONS } from '../../../projections/index.ts';
+import { QueuectlError } from '../../errors.ts';
 import { blankDamagedLogRecords, lockHolder, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
 import { FORMAT, LogStore } from './store.ts';
 

@@ -5,21 +5,16 @@
 // write is in flight go together in the next batch (group commit); each staging caller awaits
 // its own batch. Decisions read through the staged-but-unwritten changes (the overlay), so a
 // command decided while an earlier one is still being written sees its effects.
-import type { AbstractLevel, AbstractSublevel } from 'abstract-level';
-import { QueuectlError } from '../errors.ts';
-import { EVENT_SCHEMA_VERSION, type EventData, jobIdOf, type StoredEvent, upcast } from '../events.ts';
-import type { JobView } from '../domain/types.ts';
-import type { Projection, ProjectionView } from '../../projections/index.ts';
-import { evolveJob } from '../../projections/jobs.ts';
-import { hex, type JobTransition } from '../../projections/projection.ts';
+import { QueuectlError } from '../../errors.ts';
+import { EVENT_SCHEMA_VERSION, type EventData, jobIdOf, type StoredEvent, upcast } from '../../events.ts';
+import type { JobView } from '../../domain/types.ts';
+import type { Projection } from '../../../projections/index.ts';
+import { DELETED, fold, type KeySpace, type Target } from '../fold.ts';
+import { diffSublevels } from './diff.ts';
+import { type AnyLevel, opts, posKey, type Sub, streamKey } from './keys.ts';
 import { damaged, writeWalEnd } from './leveldb-files.ts';
 
-// biome-ignore lint: any database of the abstract-level family (classic-level, memory-level)
-export type AnyLevel = AbstractLevel<any, string, any>;
-type Sub = AbstractSublevel<AnyLevel, any, string, any>;
-
 export const FORMAT = { app: 'queuectl', format: 1 } as const;
-const DELETED = Symbol('deleted');
 const CACHE_MAX = 4_096;
 /**
  * Reads of up to this many keys use LevelDB's synchronous get: a point lookup costs a few
@@ -29,29 +24,11 @@ const CACHE_MAX = 4_096;
 const SYNC_READ_MAX = 64;
 /** A read of more keys than this (a bulk enqueue) is not cached: it would only flush the cache. */
 const CACHE_FILL_MAX = 256;
-// classic-level's write and iterator options (sync, highWaterMarkBytes) are not in abstract-level's types.
-const opts = (o: Record<string, unknown>): {} => o;
 /** LevelDB compacts level 0 into level 1 once it holds this many files (kL0_CompactionTrigger). */
 export const L0_COMPACTION_TRIGGER = 4;
 
 /** Full database key (sublevel prefix + key) -> value, or DELETED; the last write wins. */
 type Ops = Map<string, unknown>;
-
-/** What a fold reads and writes: full keys, loaded together before they are read. */
-interface KeySpace {
-  load(keys: string[]): Promise<void>;
-  get(key: string): unknown;
-  set(key: string, value: unknown): void;
-}
-
-const prefixedView = (space: KeySpace, prefix: string): ProjectionView => ({
-  get: (key) => {
-    const k = prefix + key;
-    return space.get(k) as never;
-  },
-  put: (key, value) => space.set(prefix + key, value),
-  del: (key) => space.set(prefix + key, DELETED),
-});
 
 interface Batch {
   ops: Ops;
@@ -71,9 +48,6 @@ const newBatch = (): Batch => {
   durable.catch(() => {}); // each caller observes the rejection through its own await
   return { ops: new Map(), events: [], durable, resolve, reject };
 };
-
-export const posKey = (pos: number): string => hex(pos);
-export const streamKey = (jobId: string, pos: number): string => `${jobId}/${hex(pos)}`;
 
 export interface StoreOptions {
   projections: readonly Projection[];
@@ -104,7 +78,7 @@ export class LogStore {
   private readonly stream: Sub;
   private readonly subs = new Map<string, Sub>();
   /** Every projection with the key prefix of its sublevel. */
-  private readonly targets: (readonly [Projection, string])[] = [];
+  private readonly targets: Target[] = [];
   private open: Batch | null = null;
   /** True while stage() fills the open batch: it must not be written half-staged. */
   private staging = false;
@@ -198,8 +172,8 @@ export class LogStore {
 
   /**
    * Stage events: give them positions, apply every projection, queue the writes. Callers must
-   * not interleave stage() calls (the engine serialises them). Returns the stored events, each
-   * touched job as it now is, and the promise of their durability.
+   * not interleave stage() calls (level-store.ts runs them in its serial section). Returns the
+   * stored events, each touched job as it now is, and the promise of their durability.
    */
   async stage(
     data: readonly EventData[],
@@ -244,7 +218,7 @@ export class LogStore {
           if (missing.length <= CACHE_FILL_MAX) missing.forEach((k) => this.remember(k, loaded.get(k)));
         },
       };
-      jobs = await this.fold(events, space);
+      jobs = await fold(events, space, this.targets);
       for (const e of events) {
         ops.set(this.log.prefix + posKey(e.pos), e);
         const jobId = jobIdOf(e);
@@ -287,35 +261,6 @@ export class LogStore {
     if (keys.length === 0) return [];
     const raw = (keys.length <= SYNC_READ_MAX && (this.db.supports as { getSync?: boolean }).getSync ? keys.map((k) => this.db.getSync(k)) : await this.db.getMany(keys as string[])) as (string | undefined)[];
     return raw.map((v) => (v === undefined ? undefined : JSON.parse(v)));
-  }
-
-  /**
-   * Fold events into projections over a key space: load every key the projections will read,
-   * then apply them synchronously. Each job event's transition (the job before and after, by
-   * evolveJob) is computed once and handed to every projection.
-   */
-  private async fold(events: readonly StoredEvent[], space: KeySpace, targets: readonly (readonly [Projection, string])[] = this.targets): Promise<Map<string, JobView | undefined>> {
-    const jobsPrefix = targets.find(([p]) => p.name === 'jobs')?.[1] ?? '';
-    const keys = new Set<string>();
-    for (const e of events) {
-      const jobId = jobIdOf(e);
-      if (jobId !== null) keys.add(jobsPrefix + jobId);
-      for (const [p, prefix] of targets) for (const k of p.reads?.(e) ?? []) keys.add(prefix + k);
-    }
-    await space.load([...keys]);
-    const jobs = new Map<string, JobView | undefined>();
-    const views = targets.map(([p, prefix]) => [p, prefixedView(space, prefix)] as const);
-    for (const e of events) {
-      const jobId = jobIdOf(e);
-      let job: JobTransition | null = null;
-      if (jobId !== null) {
-        const before = (jobs.has(jobId) ? jobs.get(jobId) : space.get(jobsPrefix + jobId)) as JobView | undefined;
-        job = { before, after: evolveJob(before, e) };
-        jobs.set(jobId, job.after);
-      }
-      for (const [p, view] of views) p.apply(e, view, job);
-    }
-    return jobs;
   }
 
   /**
@@ -465,7 +410,7 @@ export class LogStore {
    * (when `scratch` is false), so an interrupted catch-up resumes where it stopped (a rebuild
    * starts again from scratch: it forgets the versions first).
    */
-  private async replayInto(targets: readonly (readonly [Projection, string])[], from: number, fresh: boolean, scratch = false, before: Promise<void> = Promise.resolve()): Promise<number> {
+  private async replayInto(targets: readonly Target[], from: number, fresh: boolean, scratch = false, before: Promise<void> = Promise.resolve()): Promise<number> {
     const { chunk: CHUNK, flush: FLUSH, cacheMax } = this.replay;
     let cache = new Map<string, unknown>();
     let dirty: Ops = new Map();
@@ -515,7 +460,7 @@ export class LogStore {
     };
     let chunk: StoredEvent[] = [];
     const foldChunk = async () => {
-      await this.fold(chunk, space, targets);
+      await fold(chunk, space, targets);
       count += chunk.length;
       unflushed += chunk.length;
       last = chunk[chunk.length - 1]?.pos ?? last;
@@ -638,42 +583,3 @@ export class LogStore {
     }
   }
 }
-
-/** Walk two sorted key spaces side by side and report every key whose values differ. */
-const diffSublevels = async (a: Sub, b: Sub, report: (key: string, inA: unknown, inB: unknown) => void): Promise<void> => {
-  const ia = a.iterator(opts({ highWaterMarkBytes: 1 << 20 }));
-  const ib = b.iterator(opts({ highWaterMarkBytes: 1 << 20 }));
-  const reader = (it: typeof ia) => {
-    let buf: [string, unknown][] = [];
-    let i = 0;
-    return async (): Promise<[string, unknown] | undefined> => {
-      if (i === buf.length) {
-        buf = (await it.nextv(1000)) as [string, unknown][];
-        i = 0;
-      }
-      return buf[i++];
-    };
-  };
-  const nextA = reader(ia);
-  const nextB = reader(ib);
-  try {
-    let ea = await nextA();
-    let eb = await nextB();
-    while (ea || eb) {
-      if (ea && (!eb || ea[0] < eb[0])) {
-        report(ea[0], ea[1], undefined);
-        ea = await nextA();
-      } else if (eb && (!ea || eb[0] < ea[0])) {
-        report(eb[0], undefined, eb[1]);
-        eb = await nextB();
-      } else if (ea && eb) {
-        if (JSON.stringify(ea[1]) !== JSON.stringify(eb[1])) report(ea[0], ea[1], eb[1]);
-        ea = await nextA();
-        eb = await nextB();
-      }
-    }
-  } finally {
-    await ia.close();
-    await ib.close();
-  }
-};

@@ -9,7 +9,7 @@
 // long-running host): microseconds after a short command, a few ms once after a busy host.
 import { readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { QueuectlError } from '../errors.ts';
+import { QueuectlError } from '../../errors.ts';
 
 /** Where queuectl notes, at each clean close, how its write-ahead log ended (see checkWalEnd). */
 export const WAL_END_FILE = 'QUEUECTL_WAL_END';

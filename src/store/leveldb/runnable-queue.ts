@@ -1,8 +1,8 @@
 // The host's in-memory mirror of the runnable projection: which job a worker gets next.
 // One min-heap per priority ordered by (due time, enqueue position); removals are lazy
 // (an entry counts only while it is still its job's current entry).
-import type { JobView } from '../domain/types.ts';
-import { runnableKeyOf } from '../../projections/runnable.ts';
+import type { JobView } from '../../domain/types.ts';
+import { runnableKeyOf } from '../../../projections/runnable.ts';
 
 interface Entry { id: string; priority: number; dueAt: number; pos: number }
 

@@ -1,0 +1,112 @@
+// The store port: everything the engine, the host and the CLI need from a storage backend,
+// and nothing of how one backend does it. Two implementations are meant to stand behind it:
+// LevelDB (src/store/leveldb/, the embedded default) and PostgreSQL (many machines).
+//
+// Why this shape:
+// - The seam is `transact(jobIds, decide)`: the store loads the jobs a command names (and the
+//   config), calls the pure `decide` with them and its time, and appends what it returns
+//   atomically (events + stream index + projection changes + position), durable before the
+//   promise resolves. Because the store, not the engine, holds the decision's read and write
+//   together, each backend can make it safe its own way: LevelDB is the only writer and runs
+//   transactions one at a time in a serial section, deciding through an overlay of staged
+//   writes and group-committing them; PostgreSQL, one writer among many, runs `decide` inside
+//   its SQL transaction after locking the job rows it read (or checking a per-job version and
+//   retrying on conflict). `decide` must therefore be pure and may be called more than once.
+// - Claims are made by the store (`Scheduler.claimNext`), because "which job is next" is the
+//   part of a claim that races across writers: LevelDB keeps the runnable set in memory (it is
+//   the only writer, so the mirror never lags); PostgreSQL picks a row with
+//   `FOR UPDATE SKIP LOCKED` over the runnable projection. Either way the chosen job goes
+//   through the same `decide` (the claim rules) in the same atomic unit.
+// - No method assumes a single writer: the position of the last event is a query (`head`),
+//   not a field; `subscribe` delivers every durable batch in commit order, whoever wrote it
+//   (a second backend feeds it from NOTIFY plus a fallback poll of `readEvents`); read-model
+//   queries answer from durable projections. An implementation that IS the only writer may
+//   cache, as LevelDB does; nothing here asks it to.
+// - `readEvents` must never skip an event: it yields positions in commit order, and a reader
+//   that resumes from `last + 1` sees every event committed after `last` (a backend whose
+//   sequences can commit out of order must fence reads behind the oldest open writer).
+// - The projections (projections/) and the fold over them (src/store/fold.ts) are shared: a
+//   backend supplies a key space, the reducers and `evolveJob` are the same everywhere, so
+//   `verify` and `rebuild` mean the same on every backend.
+import type { Config } from '../domain/config.ts';
+import type { DecideState } from '../domain/decide.ts';
+import type { JobState, JobView } from '../domain/types.ts';
+import type { EventData, StoredEvent } from '../events.ts';
+import type { DlqEntry } from '../../projections/dlq.ts';
+import type { Counts } from '../../projections/states.ts';
+import type { WorkerView } from '../../projections/workers.ts';
+
+/**
+ * A command's decision: pure, given the jobs it named (as the store loaded them), the config and
+ * the store's time. Throws a QueuectlError to refuse (nothing is appended). A store may call it
+ * again (a retried transaction), so it must not have effects.
+ */
+export type Decider = (state: DecideState, now: number) => readonly EventData[];
+
+/** What one transaction appended, once durable. */
+export interface Committed {
+  /** With their positions and time. */
+  events: StoredEvent[];
+  /** Each job the events touched, as it is after them (undefined: no such job). */
+  jobs: ReadonlyMap<string, JobView | undefined>;
+}
+
+/** The event log: the only way state changes, and every way to read what happened. */
+export interface EventLog {
+  /** Load the named jobs and the config, decide, append atomically; resolves once durable. */
+  transact(jobIds: readonly string[], decide: Decider): Promise<Committed>;
+  /** Durable events from position `from` to `to` (inclusive), in commit order, none skipped. */
+  readEvents(from?: number, to?: number): AsyncIterable<StoredEvent>;
+  /** One job's events, in order, through a per-job index (never a scan of the log). */
+  readStream(jobId: string): Promise<StoredEvent[]>;
+  /** Position of the last durable event; -1 when the log is empty. */
+  head(): Promise<number>;
+  /** Called with each durable batch of events (any writer's), in commit order. Returns unsubscribe. */
+  subscribe(listener: (events: StoredEvent[]) => void): () => void;
+}
+
+/** Claims, made by the store so they are safe however many writers there are. */
+export interface Scheduler {
+  /**
+   * Take the next due runnable job (lowest priority number, then due time, then enqueue order)
+   * and append its claim, decided by `decide(jobId)`, in one atomic unit. Null when none is due.
+   */
+  claimNext(decide: (jobId: string) => Decider): Promise<Committed | null>;
+  /** The earliest time a waiting job becomes due, or null when none waits. */
+  nextDueAt(): Promise<number | null>;
+}
+
+/** The projections as users see them. */
+export interface ReadModel {
+  job(id: string): Promise<JobView | undefined>;
+  /** Jobs newest first, optionally in one state. */
+  list(options?: { state?: JobState; limit?: number }): Promise<JobView[]>;
+  /** The oldest job waiting in a state (e.g. the oldest pending). */
+  oldest(state: JobState): Promise<JobView | undefined>;
+  counts(): Promise<Counts>;
+  workers(): Promise<WorkerView[]>;
+  /** Dead jobs in order of death. */
+  dlq(): Promise<DlqEntry[]>;
+  /** The configuration in force (defaults for keys never set). */
+  config(): Promise<Config>;
+}
+
+/** The replay law's tools: projections recomputed from the log. */
+export interface Maintenance {
+  /** Recompute every projection from position 0; returns the number of events folded. */
+  rebuild(): Promise<number>;
+  /** Recompute into scratch space and list (up to `limit`) keys where the stored projections differ. */
+  verify(limit?: number): Promise<{ events: number; differences: string[] }>;
+}
+
+export interface CloseOptions {
+  /** This process was a short command: finish housekeeping it started (LevelDB: a level-0 compaction). */
+  letCompactionFinish?: boolean;
+}
+
+export interface Store extends EventLog, Scheduler, ReadModel, Maintenance {
+  /** The time decisions are made at (ms epoch). */
+  readonly clock: () => number;
+  /** Wait for what is being written, then release the backend. */
+  close(options?: CloseOptions): Promise<void>;
+}
