@@ -3,7 +3,7 @@
 import { QueuectlError } from '../errors.ts';
 import type { AttemptOutput, EventData } from '../events.ts';
 import { type Config, parseConfigValue } from './config.ts';
-import { checkJobId, type JobSpec } from './job-spec.ts';
+import { checkJobSpec, type JobSpec } from './job-spec.ts';
 import { decideRetry, isDue } from './policy.ts';
 import type { JobView } from './types.ts';
 
@@ -89,21 +89,16 @@ export const decide = (command: Command, state: DecideState, now: number): Event
     case 'enqueue': {
       if (command.jobs.length === 0) refuse('QUEUECTL_INVALID_INPUT', 'nothing to enqueue: give at least one job');
       const seen = new Set<string>();
-      for (const spec of command.jobs) {
-        checkJobId(spec.id);
-        if (typeof spec.command !== 'string' || spec.command.trim() === '') {
-          refuse('QUEUECTL_INVALID_INPUT', `job '${spec.id}' needs a non-empty command`);
-        }
-        if (spec.maxRetries !== null && (!Number.isInteger(spec.maxRetries) || spec.maxRetries < 0)) {
-          refuse('QUEUECTL_INVALID_INPUT', `max_retries of job '${spec.id}' must be an integer >= 0`);
-        }
-        if (spec.runAt !== null && !Number.isFinite(spec.runAt)) refuse('QUEUECTL_INVALID_INPUT', `run_at of job '${spec.id}' is not a time`);
+      // the same rules as the CLI's (checkJobSpec), whoever sent the jobs
+      const specs = command.jobs.map((raw, i) => {
+        const spec = checkJobSpec(raw, command.jobs.length > 1 ? `job ${i + 1} of ${command.jobs.length}: ` : '');
         if (seen.has(spec.id) || state.jobs.get(spec.id)) {
           refuse('QUEUECTL_DUPLICATE_ID', `a job with id '${spec.id}' already exists; choose another id or omit it to get a generated one`);
         }
         seen.add(spec.id);
-      }
-      return command.jobs.map((s) => ({
+        return spec;
+      });
+      return specs.map((s) => ({
         type: 'JobEnqueued',
         jobId: s.id,
         command: s.command,

@@ -44,6 +44,53 @@ const integer = (value: unknown, field: string, min: number, where: string): num
   return value as number;
 };
 
+/** The fields of a JobSpec: what the queue stores and what a client sends the host. */
+const SPEC_FIELDS = ['id', 'command', 'cwd', 'priority', 'maxRetries', 'runAt', 'timeoutMs'] as const;
+const MAX_TIME_MS = 8.64e15; // the largest time a Date can hold
+
+/**
+ * The rules every job obeys, on the form the queue stores. The CLI's parseJobSpec ends here and
+ * decide() checks every enqueue with it, so a client that skips the CLI (anything on the host's
+ * socket) meets exactly the rules a user of the CLI meets. Returns a copy holding only the fields.
+ */
+export const checkJobSpec = (spec: unknown, where = ''): JobSpec => {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
+    return invalid(where, `a job must be an object with the fields ${SPEC_FIELDS.join(', ')}, got ${JSON.stringify(spec)}`);
+  }
+  const s = spec as Record<string, unknown>;
+  for (const key of Object.keys(s)) {
+    if (!(SPEC_FIELDS as readonly string[]).includes(key)) invalid(where, `unknown job field '${key}'; valid fields: ${SPEC_FIELDS.join(', ')}`);
+  }
+  const { command, cwd, priority, maxRetries, runAt, timeoutMs } = s;
+  if (typeof command !== 'string' || command.trim() === '') invalid(where, `a job needs a non-empty "command" string`);
+  const id = checkJobId(s.id, where);
+  if (typeof cwd !== 'string' || !cwd.startsWith('/')) invalid(where, `cwd must be an absolute path, got ${JSON.stringify(cwd)}`);
+  if (typeof priority !== 'number' || !Number.isInteger(priority) || Math.abs(priority) > 2 ** 31 - 1) {
+    invalid(where, `priority must be an integer (lower runs first), got ${JSON.stringify(priority)}`);
+  }
+  if (maxRetries !== null) integer(maxRetries, 'max_retries', 0, where);
+  if (runAt !== null && (typeof runAt !== 'number' || !Number.isInteger(runAt) || Math.abs(runAt) > MAX_TIME_MS)) {
+    invalid(where, `run_at must be a time (milliseconds since 1970), got ${JSON.stringify(runAt)}`);
+  }
+  if (timeoutMs !== null && (typeof timeoutMs !== 'number' || !Number.isInteger(timeoutMs) || timeoutMs <= 0)) {
+    invalid(where, `the timeout must be a whole number of milliseconds > 0, got ${JSON.stringify(timeoutMs)}`);
+  }
+  return {
+    id,
+    command: command as string,
+    cwd: cwd as string,
+    priority: priority as number,
+    maxRetries: maxRetries as number | null,
+    runAt: runAt as number | null,
+    timeoutMs: timeoutMs as number | null,
+  };
+};
+
+const seconds = (value: unknown, field: string, where: string): number => {
+  if (typeof value !== 'number' || !Number.isFinite(value) || value <= 0) invalid(where, `${field} must be a number > 0, got ${JSON.stringify(value)}`);
+  return Math.round((value as number) * 1000);
+};
+
 /**
  * Validate one job as given in JSON (snake_case fields, as users write them).
  * `where` prefixes messages (e.g. "line 7: ") so a bad line in a file is named.
@@ -58,26 +105,18 @@ export const parseJobSpec = (raw: unknown, defaults: SpecDefaults, where = ''): 
       invalid(where, `unknown job field '${key}'; valid fields: ${FIELDS.join(', ')}`);
     }
   }
-  const { command } = input;
-  if (typeof command !== 'string' || command.trim() === '') {
-    invalid(where, `a job needs a non-empty "command" string`);
-  }
-  const id = input.id === undefined ? defaults.newId() : checkJobId(input.id, where);
-  const cwd = input.cwd === undefined ? defaults.cwd : input.cwd;
-  if (typeof cwd !== 'string' || !cwd.startsWith('/')) invalid(where, `cwd must be an absolute path, got ${JSON.stringify(cwd)}`);
-  const priority = input.priority === undefined ? 0 : input.priority;
-  if (typeof priority !== 'number' || !Number.isInteger(priority) || Math.abs(priority) > 2 ** 31 - 1) {
-    invalid(where, `priority must be an integer (lower runs first), got ${JSON.stringify(priority)}`);
-  }
-  const maxRetries = input.max_retries === undefined || input.max_retries === null ? null : integer(input.max_retries, 'max_retries', 0, where);
-  const runAt = input.run_at === undefined || input.run_at === null ? null : parseIsoTime(input.run_at, 'run_at', where);
-  let timeoutMs: number | null = null;
-  if (input.timeout_seconds !== undefined && input.timeout_seconds !== null) {
-    const t = input.timeout_seconds;
-    if (typeof t !== 'number' || !Number.isFinite(t) || t <= 0) {
-      invalid(where, `timeout_seconds must be a number > 0, got ${JSON.stringify(t)}`);
-    }
-    timeoutMs = Math.round((t as number) * 1000);
-  }
-  return { id, command: command as string, cwd: cwd as string, priority: priority as number, maxRetries, runAt, timeoutMs };
+  // what the user wrote, turned into the stored form (names, times, units); the rules are checkJobSpec's
+  const given = (v: unknown): boolean => v !== undefined && v !== null;
+  return checkJobSpec(
+    {
+      id: input.id === undefined ? defaults.newId() : input.id,
+      command: input.command,
+      cwd: input.cwd === undefined ? defaults.cwd : input.cwd,
+      priority: input.priority === undefined ? 0 : input.priority,
+      maxRetries: given(input.max_retries) ? input.max_retries : null,
+      runAt: given(input.run_at) ? parseIsoTime(input.run_at, 'run_at', where) : null,
+      timeoutMs: given(input.timeout_seconds) ? seconds(input.timeout_seconds, 'timeout_seconds', where) : null,
+    },
+    where,
+  );
 };
