@@ -133,24 +133,24 @@ const handleConnection = (
     }
     underWay++;
     restartIdleTimer();
-    const answered = Promise.resolve()
-      .then(() => {
+    const answered = (async () => {
+      try {
         const params = checkParams(method as Method, req.params);
         if (method === 'workerStart') workers.add((params as { workerId: string }).workerId);
         if (method === 'workerStop') workers.delete((params as { workerId: string }).workerId);
-        const handler = host.api[method as Method] as (p: unknown, signal: AbortSignal) => Promise<unknown>;
-        return handler(params, closed.signal);
-      })
-      .then(
-        (result) => send(socket, { id, result: result ?? null }),
-        (e: unknown) => send(socket, { id, error: refusal(e) }),
-      )
-      .finally(() => {
+        const handler = host.api[method as Method] as (p: unknown, cancelled: AbortSignal) => Promise<unknown>;
+        const result = await handler(params, closed.signal);
+        send(socket, { id, result: result ?? null });
+      } catch (e) {
+        // a refusal, a failure, or an answer that cannot be sent (too big for one string)
+        send(socket, { id, error: refusal(e) });
+      } finally {
         underWay--;
-        calls.delete(answered);
         if (!socket.destroyed) restartIdleTimer();
-      });
+      }
+    })().catch(() => socket.destroy()); // not even the refusal could be sent: the peer goes, not the host
     calls.add(answered);
+    void answered.finally(() => calls.delete(answered));
   };
 
   readLines(
@@ -168,7 +168,7 @@ const handleConnection = (
     },
     limits.maxLineBytes,
     () => {
-      send(socket, { error: { code: 'QUEUECTL_INVALID_INPUT', message: `a message over ${limits.maxLineBytes} bytes; the connection is closed` } });
+      send(socket, { error: { code: 'QUEUECTL_INVALID_INPUT', message: `a message over ${limits.maxLineBytes / 2 ** 20} MiB; the connection is closed` } });
       socket.end();
       deadline(1000, () => socket.destroy());
     },
