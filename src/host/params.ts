@@ -9,9 +9,9 @@ import { QueuectlError } from '../errors.ts';
 import type { Method, Params } from './host.ts';
 
 /** The longest a long poll (claim, events, wait) may wait; clients ask for 10 s at most and ask again. */
-export const MAX_WAIT_MS = 60_000;
+const MAX_WAIT_MS = 60_000;
 /** The most events one `events` call answers (the CLI asks for 1,000 at a time). */
-export const MAX_EVENTS_PER_CALL = 10_000;
+const MAX_EVENTS_PER_CALL = 10_000;
 
 // What users type (ids, keys, states) is any string here, as it is for a local caller: the domain
 // answers "no such job". What only workers send is bounded.
@@ -20,7 +20,8 @@ const workerText = v.pipe(v.string(), v.maxLength(4096));
 const workerId = v.pipe(v.string(), v.minLength(1), v.maxLength(256));
 const count = (min: number) => v.pipe(v.number(), v.safeInteger(), v.minValue(min));
 const waitMs = v.pipe(v.number(), v.minValue(0), v.maxValue(MAX_WAIT_MS));
-const nothing = v.strictObject({});
+// no params: what Params<M> calls Record<string, never>
+const nothing = v.strictObject({}) as v.GenericSchema<unknown, Record<string, never>>;
 const output = v.strictObject({ bytes: count(0), kept: count(0), truncated: v.boolean() });
 
 const SCHEMAS = {
@@ -63,6 +64,17 @@ const SCHEMAS = {
   verify: nothing,
 } satisfies { [M in Method]: v.GenericSchema<unknown, Params<M>> };
 
+/**
+ * At compile time: each schema gives exactly its method's params, optional fields included, so
+ * a field added to a method of Host.api (or to AttemptResult) fails the typecheck here rather
+ * than being refused at run time by a strict schema. (`satisfies` above names the field; it
+ * cannot see a missing optional one.)
+ */
+type Same<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+type Drifted = { [M in Method]: Same<v.InferOutput<(typeof SCHEMAS)[M]>, Params<M>> extends true ? never : M }[Method];
+type Assert<T extends true> = T;
+type SchemasMatchTheApi = Assert<[Drifted] extends [never] ? true : false>;
+
 /** The params of a call, checked (a copy holding only the known fields), or a QUEUECTL_INVALID_INPUT refusal. */
 export const checkParams = <M extends Method>(method: M, params: unknown): Params<M> => {
   const parsed = v.safeParse(SCHEMAS[method] as v.GenericSchema<unknown, Params<M>>, params ?? {});
@@ -71,3 +83,4 @@ export const checkParams = <M extends Method>(method: M, params: unknown): Param
   const path = v.getDotPath(issue);
   throw new QueuectlError('QUEUECTL_INVALID_INPUT', `invalid parameters for '${method}'${path ? ` at ${path}` : ''}: ${issue.message}`);
 };
+

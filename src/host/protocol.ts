@@ -9,7 +9,7 @@ export const PROTOCOL_VERSION = 1;
 /**
  * The most one call may carry, in bytes of its JSON line. A host drops a peer that sends more
  * without a newline; a client refuses to send more (the largest calls are `enqueue --file`
- * batches: 64 MiB holds ~400,000 jobs of short commands).
+ * batches: 64 MiB holds ~440,000 jobs of short commands).
  */
 export const MAX_MESSAGE_BYTES = 64 * 1024 * 1024;
 
@@ -83,7 +83,7 @@ export const send = (socket: Socket, msg: unknown): void => {
   if (!socket.destroyed) socket.write(`${JSON.stringify(msg)}\n`);
 };
 
-/** A request's line, refused before anything is sent when it is over MAX_MESSAGE_BYTES. */
+/** A call's params as JSON, refused before anything is sent when its line would be over MAX_MESSAGE_BYTES. */
 export const encodeParams = (method: string, params: unknown): string => {
   const json = JSON.stringify(params ?? {});
   // a UTF-16 unit is at most 3 bytes of UTF-8: count the bytes only when the limit may be near
