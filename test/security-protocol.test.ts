@@ -3,7 +3,7 @@
 // CLI's `events --follow`: it serves the socket and runs no worker, so whatever a peer claims is
 // visible and nothing else claims it) over node:net, greeting it as src/host/connect.ts does.
 import { type ChildProcess, spawn } from 'node:child_process';
-import { existsSync, mkdtempSync, rmSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync } from 'node:fs';
 import { connect, type Socket } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -220,6 +220,27 @@ test('a long line under the cap is read in time linear in its length', async () 
   assert.ok(took < 6000, `a 56 MiB call took ${took} ms`);
   assert.is(answer?.error?.code, 'QUEUECTL_INVALID_INPUT', JSON.stringify(answer).slice(0, 300));
   await host.answers('after a long call');
+  peer.close();
+});
+
+const rssMiB = (pid: number): number => Number(/VmRSS:\s+(\d+)/.exec(readFileSync(`/proc/${pid}/status`, 'utf8'))![1]) / 1024;
+
+test('a peer that floods calls and never reads its answers waits; the host stays small and answers others', async () => {
+  const host = await HostProcess.start();
+  const peer = await Peer.open(host.home);
+  assert.ok((await peer.call('enqueue', { jobs: Array.from({ length: 300 }, (_, i) => job(`j${i}`)) }))?.result);
+  const before = rssMiB(host.child.pid!);
+  peer.socket.pause(); // reads nothing more
+  // 20,000 calls whose answers (~80 KB each) would add up to 1.6 GB
+  const calls = Array.from({ length: 20_000 }, (_, i) => `{"id":${i + 100},"method":"events","params":{"from":0,"limit":10000}}\n`);
+  peer.socket.write(calls.join(''));
+  let peak = 0;
+  for (let i = 0; i < 20; i++) {
+    await new Promise((r) => setTimeout(r, 150));
+    peak = Math.max(peak, rssMiB(host.child.pid!));
+  }
+  assert.ok(peak - before < 400, `the host grew from ${before.toFixed(0)} MiB to ${peak.toFixed(0)} MiB`);
+  await host.answers('while a peer floods it');
   peer.close();
 });
 

@@ -2,7 +2,8 @@
 // Whatever a peer sends (a job's bug included: jobs run as the user who may talk to the socket),
 // it costs the host one refused call or the peer's own connection, never the host: every call's
 // params are checked (params.ts) and every call fails alone; a line is capped, a peer that does
-// not greet or sits idle is dropped, and the connections are counted.
+// not greet or sits idle is dropped, one that floods or does not read waits, and the connections
+// are counted.
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { isQueuectlError } from '../errors.ts';
@@ -20,6 +21,8 @@ export interface ServeLimits {
   maxConnections: number;
   /** The longest line a peer may send, in bytes. */
   maxLineBytes: number;
+  /** Calls under way on one connection before its input waits (a worker holds one or two per slot). */
+  maxCallsPerConnection: number;
 }
 
 export const DEFAULT_LIMITS: ServeLimits = {
@@ -27,6 +30,7 @@ export const DEFAULT_LIMITS: ServeLimits = {
   idleMs: 60_000,
   maxConnections: 256,
   maxLineBytes: MAX_MESSAGE_BYTES,
+  maxCallsPerConnection: 256,
 };
 
 
@@ -108,6 +112,14 @@ const handleConnection = (
     });
   };
 
+  // A peer that sends calls faster than they end, or does not read its answers, waits: its
+  // input is not read meanwhile, so neither calls nor unread answers pile up in the host.
+  const throttle = (): void => {
+    if (underWay >= limits.maxCallsPerConnection || socket.writableNeedDrain) socket.pause();
+    else if (socket.isPaused()) socket.resume();
+  };
+  socket.on('drain', throttle);
+
   const greet = (msg: unknown): void => {
     const hello = msg as Partial<Hello> | null;
     if (hello?.hello !== 'queuectl' || hello.protocol !== PROTOCOL_VERSION || !Number.isSafeInteger(hello.pid)) {
@@ -133,6 +145,7 @@ const handleConnection = (
     }
     underWay++;
     restartIdleTimer();
+    throttle();
     const answered = (async () => {
       try {
         const params = checkParams(method as Method, req.params);
@@ -146,7 +159,10 @@ const handleConnection = (
         send(socket, { id, error: refusal(e) });
       } finally {
         underWay--;
-        if (!socket.destroyed) restartIdleTimer();
+        if (!socket.destroyed) {
+          restartIdleTimer();
+          throttle();
+        }
       }
     })().catch(() => socket.destroy()); // not even the refusal could be sent: the peer goes, not the host
     calls.add(answered);
