@@ -97,15 +97,17 @@ export const decide = (command: Command, state: DecideState, now: number): Event
     case 'enqueue': {
       if (command.jobs.length === 0) refuse('QUEUECTL_INVALID_INPUT', 'nothing to enqueue: give at least one job');
       const seen = new Set<string>();
-      for (const spec of command.jobs) {
-        checkJobSpec(spec, `job ${JSON.stringify(spec.id)}: `);
+      // the same rules as the CLI's (checkJobSpec), whoever sent the jobs
+      const specs = command.jobs.map((raw, i) => {
+        const spec = checkJobSpec(raw, command.jobs.length > 1 ? `job ${i + 1} of ${command.jobs.length}: ` : '');
         if (seen.has(spec.id) || state.jobs.get(spec.id)) {
           refuse('QUEUECTL_DUPLICATE_ID', `a job with id '${spec.id}' already exists; choose another id or omit it to get a generated one`);
         }
         seen.add(spec.id);
-      }
-      checkBatchSize(command.jobs);
-      return command.jobs.map((s) => ({
+        return spec;
+      });
+      checkBatchSize(specs);
+      return specs.map((s) => ({
         type: 'JobEnqueued',
         jobId: s.id,
         command: s.command,

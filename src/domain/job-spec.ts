@@ -138,20 +138,31 @@ export const checkBatchSize = (specs: readonly JobSpec[]): void => {
 const resolvePath = (base: string, cwd: unknown): unknown =>
   typeof cwd === 'string' && cwd !== '' && !cwd.startsWith('/') && base.startsWith('/') ? posix.resolve(base, cwd) : cwd;
 
+/** The fields of a JobSpec: what the queue stores and what a client sends the host. */
+const SPEC_FIELDS = ['id', 'command', 'cwd', 'priority', 'maxRetries', 'runAt', 'timeoutMs'] as const;
+
 /**
- * Check a job already in its stored shape (what a client sends to the host, what decide
- * appends): the same limits as parseJobSpec, so no path around the CLI stores a job that
- * could never run.
+ * The rules every job obeys, on the form the queue stores (what a client sends the host, what
+ * decide appends): the same limits as parseJobSpec, so no path around the CLI (anything on the
+ * host's socket) stores a job that could never run. Returns a copy holding only the fields.
  */
-export const checkJobSpec = (spec: JobSpec, where = ''): JobSpec => {
-  checkJobId(spec.id, where);
-  checkCommand(spec.command, where);
-  checkCwd(spec.cwd, where);
-  checkPriority(spec.priority, where);
-  if (spec.maxRetries !== null) checkMaxRetries(spec.maxRetries, where);
-  if (spec.runAt !== null) checkTime(spec.runAt, 'run_at', where);
-  if (spec.timeoutMs !== null) checkTimeoutMs(spec.timeoutMs, where);
-  return spec;
+export const checkJobSpec = (spec: unknown, where = ''): JobSpec => {
+  if (typeof spec !== 'object' || spec === null || Array.isArray(spec)) {
+    return invalid(where, `a job must be an object with the fields ${SPEC_FIELDS.join(', ')}, got ${JSON.stringify(spec)}`);
+  }
+  const s = spec as Record<string, unknown>;
+  for (const key of Object.keys(s)) {
+    if (!(SPEC_FIELDS as readonly string[]).includes(key)) invalid(where, `unknown job field '${key}'; valid fields: ${SPEC_FIELDS.join(', ')}`);
+  }
+  return {
+    id: checkJobId(s.id, where),
+    command: checkCommand(s.command, where),
+    cwd: checkCwd(s.cwd, where),
+    priority: checkPriority(s.priority, where),
+    maxRetries: s.maxRetries === null ? null : checkMaxRetries(s.maxRetries, where),
+    runAt: s.runAt === null ? null : checkTime(s.runAt, 'run_at', where),
+    timeoutMs: s.timeoutMs === null ? null : checkTimeoutMs(s.timeoutMs, where),
+  };
 };
 
 /**

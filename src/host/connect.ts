@@ -5,7 +5,7 @@ import { connect as netConnect, type Socket } from 'node:net';
 import { QueuectlError } from '../errors.ts';
 import { type Home, prepareHome, checkOwnership } from '../home.ts';
 import type { Host, Method, Params, Result } from './host.ts';
-import { type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
+import { encodeParams, type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
 import { lstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { asDamage } from '../store/leveldb/leveldb-files.ts';
@@ -24,7 +24,8 @@ export interface ConnectOptions {
 const UNSAFE_TO_RESEND = new Set<Method>(['cancel', 'retry', 'configSet', 'rebuild']);
 
 interface Link {
-  call(method: string, params: unknown): Promise<unknown>;
+  /** `encoded`: the params as JSON (size-checked), for the wire. */
+  call(method: string, params: unknown, encoded: string): Promise<unknown>;
   close(): Promise<void>;
   readonly lost: boolean;
 }
@@ -32,6 +33,9 @@ interface Link {
 const HELLO_TIMEOUT_MS = 3000;
 
 const hostLost = (): QueuectlError => new QueuectlError('QUEUECTL_HOST_LOST', 'the queuectl host process went away');
+
+/** The host serves as many connections as it takes: wait for a free place as for a host starting. */
+class HostFull extends QueuectlError {}
 
 class RemoteLink implements Link {
   private pending = new Map<number, { resolve: (v: unknown) => void; reject: (e: unknown) => void }>();
@@ -76,6 +80,7 @@ class RemoteLink implements Link {
     });
     if (hello.error) {
       socket.destroy();
+      if (hello.error.code === 'QUEUECTL_BUSY') throw new HostFull('QUEUECTL_BUSY', hello.error.message);
       throw new QueuectlError('QUEUECTL_PROTOCOL_MISMATCH', hello.error.message);
     }
     socket.unref(); // an idle connection must not keep a finished command alive
@@ -91,13 +96,13 @@ class RemoteLink implements Link {
     else p.resolve(res.result);
   }
 
-  call(method: string, params: unknown): Promise<unknown> {
+  call(method: string, _params: unknown, encoded: string): Promise<unknown> {
     if (this.lost) return Promise.reject(hostLost());
     const id = this.nextId++;
     this.socket.ref();
     return new Promise((resolve, reject) => {
       this.pending.set(id, { resolve, reject });
-      send(this.socket, { id, method, params });
+      this.socket.write(`{"id":${id},"method":${JSON.stringify(method)},"params":${encoded}}\n`);
     });
   }
 
@@ -152,10 +157,12 @@ export class Queue {
   }
 
   async call<M extends Method>(method: M, params: Params<M>): Promise<Result<M>> {
+    // Checked whichever way the call goes, so a call too big for a host is refused with or without one.
+    let encoded = encodeParams(method, params);
     for (let attempt = 0; ; attempt++) {
       const link = await this.establish();
       try {
-        return (await link.call(method, params)) as Result<M>;
+        return (await link.call(method, params, encoded)) as Result<M>;
       } catch (e) {
         if (!(e instanceof QueuectlError && e.code === 'QUEUECTL_HOST_LOST') || this.closed) throw e;
         if (UNSAFE_TO_RESEND.has(method) || attempt >= 5) {
@@ -164,7 +171,10 @@ export class Queue {
             `the queuectl host went away before answering '${method}': it may or may not have been applied; check with \`queuectl show <id>\` or \`queuectl config get\` before trying again`,
           );
         }
-        if (method === 'enqueue') (params as { resent?: boolean }).resent = true;
+        if (method === 'enqueue') {
+          (params as { resent?: boolean }).resent = true;
+          encoded = encodeParams(method, params);
+        }
       }
     }
   }
@@ -182,6 +192,7 @@ export class Queue {
     this.link = null;
     const deadline = Date.now() + (this.options.patienceMs ?? 15_000);
     const home = prepareHome(this.home);
+    let full: HostFull | null = null;
     for (let delay = 5; ; delay = Math.min(delay * 2, 100)) {
       const sock = lstatSync(home.socket, { throwIfNoEntry: false });
       if (sock) {
@@ -190,7 +201,8 @@ export class Queue {
           this.link = await RemoteLink.open(home.socket, home.dir);
           return this.link;
         } catch (e) {
-          if (e instanceof QueuectlError && (e.code === 'QUEUECTL_PROTOCOL_MISMATCH' || e.code === 'QUEUECTL_BUSY')) throw e;
+          if (e instanceof HostFull) full = e;
+          else if (e instanceof QueuectlError && (e.code === 'QUEUECTL_PROTOCOL_MISMATCH' || e.code === 'QUEUECTL_BUSY')) throw e;
         }
       }
       try {
@@ -200,6 +212,7 @@ export class Queue {
         if (!isLocked(e)) throw e;
       }
       if (Date.now() > deadline) {
+        if (full) throw full;
         throw new QueuectlError('QUEUECTL_BUSY', `another queuectl process holds ${home.dir} but does not answer on its socket; if none is running, remove ${join(home.dir, 'host.sock')}`);
       }
       await sleep(delay);

@@ -107,16 +107,18 @@ export class Host {
     for (const w of wakers) w();
   }
 
-  /** Resolve after the next durable change, or after `ms`. */
-  private changeOrTimeout(ms: number): Promise<void> {
+  /** Resolve after the next durable change, after `ms`, or when `cancelled` aborts (its caller went away). */
+  private changeOrTimeout(ms: number, cancelled?: AbortSignal): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
         clearTimeout(timer);
         this.wakers.delete(done);
+        cancelled?.removeEventListener('abort', done);
         resolve();
       };
       const timer = setTimeout(done, Math.max(0, ms));
       this.wakers.add(done);
+      cancelled?.addEventListener('abort', done);
     });
   }
 
@@ -197,17 +199,20 @@ export class Host {
       return p.jobs.map((j) => j.id);
     },
 
-    /** Long poll: the next runnable job, waiting up to `waitMs` for one to become due. */
-    claim: async (p: { workerId: string; waitMs: number }): Promise<ClaimAnswer | null> => {
+    /**
+     * Long poll: the next runnable job, waiting up to `waitMs` for one to become due. `cancelled`
+     * ends the wait when the caller is gone (its connection closed): no job is claimed for it then.
+     */
+    claim: async (p: { workerId: string; waitMs: number }, cancelled?: AbortSignal): Promise<ClaimAnswer | null> => {
       const until = Date.now() + p.waitMs;
       for (;;) {
-        if (this.stopped) return null;
+        if (this.stopped || cancelled?.aborted) return null;
         const claim = await this.claimNow(p.workerId);
         if (claim) return claim;
         const left = until - Date.now();
         if (left <= 0) return null;
         const due = await this.engine.nextDueAt();
-        await this.changeOrTimeout(Math.min(left, due === null ? left : due - this.engine.clock() + 1));
+        await this.changeOrTimeout(Math.min(left, due === null ? left : due - this.engine.clock() + 1), cancelled);
       }
     },
 
@@ -251,12 +256,15 @@ export class Host {
     release: (p: ReleaseParams): Promise<StoredEvent[]> =>
       this.engine.execute({ type: 'release', jobId: p.jobId, workerId: p.workerId, attempt: p.attempt, reason: p.reason, durationMs: p.durationMs, output: p.output }),
 
+
+    // Each command is built field by field, never spread from params: a param named `type`
+    // must not turn a call into another command.
     workerStart: async (p: { workerId: string; pid: number; slots: number }): Promise<void> => {
-      await this.engine.execute({ type: 'workerStart', ...p });
+      await this.engine.execute({ type: 'workerStart', workerId: p.workerId, pid: p.pid, slots: p.slots });
     },
 
     workerStop: async (p: { workerId: string; reason: string }): Promise<void> => {
-      await this.engine.execute({ type: 'workerStop', ...p });
+      await this.engine.execute({ type: 'workerStop', workerId: p.workerId, reason: p.reason });
     },
 
     cancel: async (p: { id: string }): Promise<JobView> => {
@@ -320,7 +328,7 @@ export class Host {
     },
 
     /** Events from `from` on (at most `limit`); when there are none yet, waits up to `waitMs` for some. */
-    events: async (p: { from: number; limit: number; waitMs?: number }): Promise<StoredEvent[]> => {
+    events: async (p: { from: number; limit: number; waitMs?: number }, cancelled?: AbortSignal): Promise<StoredEvent[]> => {
       const until = Date.now() + (p.waitMs ?? 0);
       for (;;) {
         const out: StoredEvent[] = [];
@@ -329,13 +337,13 @@ export class Host {
           if (out.length >= p.limit) break;
         }
         const left = until - Date.now();
-        if (out.length > 0 || left <= 0 || this.stopped) return out;
-        await this.changeOrTimeout(left);
+        if (out.length > 0 || left <= 0 || this.stopped || cancelled?.aborted) return out;
+        await this.changeOrTimeout(left, cancelled);
       }
     },
 
     /** Waits up to `waitMs` until every named job (or every job) has ended; answers their views. */
-    wait: async (p: { ids: string[]; waitMs: number }): Promise<{ done: boolean; jobs: JobView[] }> => {
+    wait: async (p: { ids: string[]; waitMs: number }, cancelled?: AbortSignal): Promise<{ done: boolean; jobs: JobView[] }> => {
       const until = Date.now() + p.waitMs;
       for (;;) {
         let jobs: JobView[];
@@ -349,8 +357,8 @@ export class Host {
           done = counts.jobs.pending + counts.jobs.processing + counts.jobs.failed === 0;
         }
         const left = until - Date.now();
-        if (done || left <= 0 || this.stopped) return { done, jobs };
-        await this.changeOrTimeout(left);
+        if (done || left <= 0 || this.stopped || cancelled?.aborted) return { done, jobs };
+        await this.changeOrTimeout(left, cancelled);
       }
     },
 
