@@ -187,3 +187,18 @@ test('repair refuses while a host has the database open', async () => {
 });
 
 test.run();
+
+test('a creation cut short (LevelDB wrote LOCK and its first MANIFEST, no CURRENT, no data) is not damage: the database is created', async () => {
+  // what another process's creation looks like from outside for a moment, too: with no data file
+  // there is nothing to lose, and LevelDB's lock decides who creates it
+  const home = newHome('creation-cut-short');
+  ok(await cli(home)('status')); // a data directory with its db/ ...
+  const db = join(home, 'db');
+  for (const name of readdirSync(db)) rmSync(join(db, name), { recursive: true });
+  writeFileSync(join(db, 'LOCK'), '');
+  writeFileSync(join(db, 'MANIFEST-000001'), '');
+  writeFileSync(join(db, '000001.dbtmp'), 'MANIFEST-000001\n');
+  const q = cli(home);
+  ok(await q('enqueue', 'true', '--id', 'after'));
+  assert.equal((await events(q)).map((e) => e.type), ['JobEnqueued']);
+});

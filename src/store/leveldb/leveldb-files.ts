@@ -129,6 +129,8 @@ export const lockHolder = (file: string): number | null => {
   return null;
 };
 
+const CREATION_FILE = /^(LOCK|LOG|LOG\.old|MANIFEST-\d+|\d+\.dbtmp)$/;
+
 const logNumber = (name: string): number | null => {
   const m = /^(\d+)\.log$/.exec(name);
   return m ? Number(m[1]) : null;
@@ -148,6 +150,11 @@ export const inspectDatabase = (dir: string, shown = dir): { create: boolean } =
     throw e;
   }
   if (names.length === 0) return { create: true };
+  // What LevelDB writes while it creates a database, before CURRENT (LOCK, then the first
+  // MANIFEST and CURRENT's temporary file): another process is creating it now, or a creation
+  // was cut short. No data file exists, so there is nothing to lose; LevelDB's lock decides
+  // who creates it.
+  if (!names.includes('CURRENT') && names.every((n) => CREATION_FILE.test(n))) return { create: true };
   try {
     inspectFiles(dir, names, shown);
   } catch (e) {
