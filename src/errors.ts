@@ -58,8 +58,8 @@ const REMEDIES: Record<string, string> = {
   EDQUOT: 'free some space (disk quota exceeded)',
   EACCES: 'check its permissions and owner',
   EPERM: 'check its permissions and owner',
-  EROFS: 'the file system is read-only; use a writable one',
-  EISDIR: 'it is a directory; give a file',
+  EROFS: 'use a directory on a writable file system',
+  EISDIR: 'give a file',
   ENOTDIR: 'a part of the path is a file, not a directory',
   ENOENT: 'check the path',
   EEXIST: 'something else is in the way; move it',
@@ -98,6 +98,7 @@ export const errnoOf = (e: unknown): string | null => {
 /** "no space left on device", from node:fs's "ENOSPC: no space left on device, write" or LevelDB's text. */
 export const errnoReason = (e: unknown, errno: string): string => {
   const message = String((e as Error)?.message ?? e);
+  if (errno === 'EISDIR') return 'it is a directory'; // node:fs says "illegal operation on a directory"
   const node = /^E[A-Z]+: ([^,]+)/.exec(message)?.[1];
   const level = LEVELDB_ERRNO.find(([, code]) => code === errno)?.[0].exec(message)?.[0];
   return (node ?? level ?? errno).toLowerCase();

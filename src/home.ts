@@ -1,8 +1,8 @@
 // The data directory: where it is, what is in it, and whether it is safe to use.
-import { mkdirSync, readdirSync, statSync } from 'node:fs';
+import { existsSync, mkdirSync, readdirSync, statSync } from 'node:fs';
 import { homedir } from 'node:os';
-import { join, resolve } from 'node:path';
-import { QueuectlError } from './errors.ts';
+import { dirname, join, resolve } from 'node:path';
+import { environmentError, QueuectlError } from './errors.ts';
 
 export interface Home {
   dir: string;
@@ -25,9 +25,27 @@ const OURS = new Set(['db', 'host.sock', 'logs', 'worker.log']);
  * holding files queuectl did not put there.
  */
 export const prepareHome = (home: Home): void => {
+  try {
+    checkHome(home);
+  } catch (e) {
+    throw environmentError(e, 'use the data directory', home.dir) ?? e; // EACCES, ENOTDIR, EROFS, ENOSPC on the way
+  }
+};
+
+const checkHome = (home: Home): void => {
   let st = statSync(home.dir, { throwIfNoEntry: false });
   if (!st) {
-    mkdirSync(home.dir, { recursive: true, mode: 0o700 });
+    try {
+      mkdirSync(home.dir, { recursive: true, mode: 0o700 });
+    } catch (e) {
+      // A recursive mkdir reports ENOENT where a step failed with EROFS or EACCES: take the
+      // first missing step alone to learn why.
+      if ((e as NodeJS.ErrnoException).code !== 'ENOENT') throw e;
+      let first = home.dir;
+      while (dirname(first) !== first && !existsSync(dirname(first))) first = dirname(first);
+      mkdirSync(first, { mode: 0o700 });
+      throw e;
+    }
     st = statSync(home.dir);
   }
   if (!st.isDirectory()) {

@@ -2,7 +2,7 @@
 import { existsSync, readFileSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { type JobSpec, parseJobSpec } from '../domain/job-spec.ts';
-import { QueuectlError } from '../errors.ts';
+import { environmentError, QueuectlError } from '../errors.ts';
 import type { StoredEvent } from '../events.ts';
 import {
   ago, colors, colorState, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseDuration, parseInteger, printJson, printTable, rawOption, withQueue,
@@ -111,7 +111,12 @@ export const enqueue = async (job: string | undefined, o: EnqueueOptions): Promi
     if (fields.id !== undefined) invalid('--id names one job; ids for a file go inside it');
     const path = String(o.file);
     if (path !== '-' && !existsSync(path)) invalid(`no such file: ${path}`);
-    const text = readFileSync(path === '-' ? 0 : path, 'utf8');
+    let text: string;
+    try {
+      text = readFileSync(path === '-' ? 0 : path, 'utf8');
+    } catch (e) {
+      throw environmentError(e, 'read the job file', path === '-' ? 'stdin' : path) ?? e; // EISDIR, EACCES, EIO
+    }
     const entries = parseJobFile(text);
     specs = entries.map(({ where, raw }) =>
       parseJobSpec(typeof raw === 'object' && raw !== null && !Array.isArray(raw) ? { ...fields, ...raw } : raw, defaults, where),
@@ -251,6 +256,7 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown })
             [s.name, s.data.toString('utf8')],
             [`${s.name}_bytes`, s.info?.bytes ?? s.data.length],
             [`${s.name}_truncated`, s.info?.truncated ?? false],
+            ...(s.info?.error ? [[`${s.name}_error`, s.info.error]] : []),
           ]),
         ),
       })),
@@ -268,7 +274,8 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown })
       process.stdout.write(colors.dim(`[${s.name}]\n`));
       process.stdout.write(s.data);
       if (s.data.length > 0 && s.data[s.data.length - 1] !== 0x0a) process.stdout.write('\n');
-      if (s.info?.truncated) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; raise the cap with: queuectl config set output_limit <bytes>]\n`));
+      if (s.info?.error) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; the rest could not be written: ${s.info.error}]\n`));
+      else if (s.info?.truncated) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; raise the cap with: queuectl config set output_limit <bytes>]\n`));
     }
   }
 };

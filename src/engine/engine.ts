@@ -128,6 +128,9 @@ export class Engine {
   }
 
   private async decideAndStage(command: Command): Promise<Staged> {
+    // After a failed write the in-memory mirrors may hold what never became durable (a refused
+    // enqueue's jobs in the runnable queue): decide nothing until the store is reopened.
+    this.store.checkWritable();
     const now = this.clock();
     const ids = jobsNamedBy(command);
     const views = await this.store.getManyThrough<JobView>('jobs', ids);
@@ -145,6 +148,7 @@ export class Engine {
   /** Claim the next runnable job for a worker, or null when nothing is due. */
   async claimNext(workerId: string, leaseMs?: number): Promise<Claim | null> {
     const staged = await this.serial(async () => {
+      this.store.checkWritable();
       const queue = await this.runnableQueue();
       const id = queue.next(this.clock());
       if (id === null) return null;

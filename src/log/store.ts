@@ -6,7 +6,7 @@
 // its own batch. Decisions read through the staged-but-unwritten changes (the overlay), so a
 // command decided while an earlier one is still being written sees its effects.
 import type { AbstractLevel, AbstractSublevel } from 'abstract-level';
-import { QueuectlError } from '../errors.ts';
+import { environmentError, isQueuectlError, QueuectlError } from '../errors.ts';
 import { EVENT_SCHEMA_VERSION, type EventData, jobIdOf, type StoredEvent, upcast } from '../events.ts';
 import type { JobView } from '../domain/types.ts';
 import type { Projection, ProjectionView } from '../../projections/index.ts';
@@ -114,6 +114,11 @@ export class LogStore {
    * updates the keys cached, so the cache never lags the disk.
    */
   private readonly cache = new Map<string, unknown>();
+  /**
+   * Why this handle may write no more. A failed write can leave a torn record at the end of
+   * LevelDB's write-ahead log, and a record written after it in the same block would be lost
+   * when the log is next recovered: only a reopen (a new write-ahead log) may write again.
+   */
   private broken: unknown = null;
   private listeners = new Set<(events: StoredEvent[]) => void>();
   /** Position of the last staged event (committed or not). */
@@ -181,8 +186,15 @@ export class LogStore {
 
   // ---- writing ----------------------------------------------------------------------------
 
+  /** Throws when this handle may write no more (see `broken`): nothing is to be decided then. */
+  checkWritable(): void {
+    if (this.broken) {
+      throw isQueuectlError(this.broken) ? new QueuectlError(this.broken.code, this.broken.message) : new QueuectlError('QUEUECTL_FAILED', `the log cannot be written: ${String(this.broken)}; restart queuectl`);
+    }
+  }
+
   private batch(): Batch {
-    if (this.broken) throw new QueuectlError('QUEUECTL_FAILED', `the log cannot be written: ${String(this.broken)}; restart queuectl`);
+    this.checkWritable();
     this.open ??= newBatch();
     return this.open;
   }
@@ -358,10 +370,10 @@ export class LogStore {
       },
       (err: unknown) => {
         // The overlay no longer matches the disk: refuse everything from here on.
-        this.broken = err;
+        const failure = this.fail(err);
         this.inFlight = null;
-        batch.reject(err);
-        this.open?.reject(err);
+        batch.reject(failure);
+        this.open?.reject(failure);
         this.open = null;
       },
     );
@@ -378,9 +390,25 @@ export class LogStore {
       if (value === DELETED) batch.del(key);
       else batch.put(key, JSON.stringify(value));
     }
-    return batch.write(opts({ sync })).then(() => {
-      this.wrote = true;
-    });
+    return batch.write(opts({ sync })).then(
+      () => {
+        this.wrote = true;
+      },
+      (err: unknown) => {
+        throw this.fail(err);
+      },
+    );
+  }
+
+  /** Whether this handle may still write (see `broken`); a host whose store cannot reopens it. */
+  get writable(): boolean {
+    return this.broken === null;
+  }
+
+  /** Stop writing: a full disk or a permission is the environment's (QUEUECTL_ENVIRONMENT, exit 1), anything else stays as it is. */
+  private fail(err: unknown): unknown {
+    this.broken ??= environmentError(err, 'write the log in', (this.db as { location?: string }).location ?? 'the database') ?? err;
+    return this.broken;
   }
 
   /** Wait until everything staged so far is durable. */
@@ -430,9 +458,11 @@ export class LogStore {
   /**
    * Fold events [from, committed] into `targets`. Writes go out in chunks with the checkpoint
    * (when `scratch` is false), so an interrupted catch-up resumes where it stopped (a rebuild
-   * starts again from scratch: it forgets the versions first).
+   * starts again from scratch: it forgets the versions first). A `scratch` replay (verify)
+   * that fits in memory writes nothing and leaves its result in `scratch.inMemory`: verify
+   * then answers on a full disk, and never breaks the store with a failed write.
    */
-  private async replayInto(targets: readonly (readonly [Projection, string])[], from: number, fresh: boolean, scratch = false, before: Promise<void> = Promise.resolve()): Promise<number> {
+  private async replayInto(targets: readonly (readonly [Projection, string])[], from: number, fresh: boolean, scratch: false | { inMemory: Map<string, unknown> | null } = false, before: Promise<void> = Promise.resolve()): Promise<number> {
     const { chunk: CHUNK, flush: FLUSH, cacheMax } = this.replay;
     let cache = new Map<string, unknown>();
     let dirty: Ops = new Map();
@@ -459,6 +489,10 @@ export class LogStore {
     const persisted = new Set<string>();
     let writing: Promise<void> = before;
     const flushChunk = async () => {
+      if (scratch && fresh) {
+        if (cache.size <= cacheMax) return void (dirty = new Map());
+        dirty = new Map([...cache].filter(([, v]) => v !== DELETED)); // it no longer fits: all of it to disk, and on from there
+      }
       if (!scratch) dirty.set(`${this.meta.prefix}checkpoint`, last);
       if (fresh) {
         for (const [k, v] of dirty) {
@@ -503,6 +537,7 @@ export class LogStore {
       await writing.catch(() => {}); // never leave a write running behind a failure
     }
     await writing;
+    if (scratch && fresh) scratch.inMemory = cache;
     return count;
   }
 
@@ -550,11 +585,13 @@ export class LogStore {
     const targets = this.projections.map((p) => [p, this.db.sublevel(`v-${p.name}`, { valueEncoding: 'json' }) as Sub] as const);
     await this.clear(targets.map(([, s]) => s));
     const upTo = this.committed;
-    const events = await this.replayInto(targets.map(([p, sub]) => [p, sub.prefix] as const), 0, true, true);
+    const scratch: { inMemory: Map<string, unknown> | null } = { inMemory: null };
+    const events = await this.replayInto(targets.map(([p, sub]) => [p, sub.prefix] as const), 0, true, scratch);
     const differences: string[] = [];
     try {
-      for (const [p, scratch] of targets) {
-        await diffSublevels(this.subs.get(p.name)!, scratch, (key, stored, rebuilt) => {
+      for (const [p, sub] of targets) {
+        const rebuilt = scratch.inMemory ? memoryReader(scratch.inMemory, sub.prefix) : sublevelReader(sub);
+        await diffSorted(sublevelReader(this.subs.get(p.name)!), rebuilt, (key, stored, rebuilt) => {
           if (differences.length < limit) differences.push(`${p.name}/${key}: stored ${JSON.stringify(stored)} but the log gives ${JSON.stringify(rebuilt)}`);
           else if (differences.length === limit) differences.push('...');
         });
@@ -597,23 +634,41 @@ export class LogStore {
   }
 }
 
-/** Walk two sorted key spaces side by side and report every key whose values differ. */
-const diffSublevels = async (a: Sub, b: Sub, report: (key: string, inA: unknown, inB: unknown) => void): Promise<void> => {
-  const ia = a.iterator(opts({ highWaterMarkBytes: 1 << 20 }));
-  const ib = b.iterator(opts({ highWaterMarkBytes: 1 << 20 }));
-  const reader = (it: typeof ia) => {
-    let buf: [string, unknown][] = [];
-    let i = 0;
-    return async (): Promise<[string, unknown] | undefined> => {
+/** A sorted key space, read entry by entry. */
+interface Reader {
+  next(): Promise<[string, unknown] | undefined>;
+  close(): Promise<void>;
+}
+
+const sublevelReader = (sub: Sub): Reader => {
+  const it = sub.iterator(opts({ highWaterMarkBytes: 1 << 20 }));
+  let buf: [string, unknown][] = [];
+  let i = 0;
+  return {
+    next: async () => {
       if (i === buf.length) {
         buf = (await it.nextv(1000)) as [string, unknown][];
         i = 0;
       }
       return buf[i++];
-    };
+    },
+    close: () => it.close(),
   };
-  const nextA = reader(ia);
-  const nextB = reader(ib);
+};
+
+/** The entries of a replay kept in memory (full key -> value or DELETED) under one prefix, in key order. */
+const memoryReader = (cache: Map<string, unknown>, prefix: string): Reader => {
+  const entries: [string, unknown][] = [];
+  for (const [k, v] of cache) if (v !== DELETED && k.startsWith(prefix)) entries.push([k.slice(prefix.length), v]);
+  entries.sort(([a], [b]) => (a < b ? -1 : a > b ? 1 : 0));
+  let i = 0;
+  return { next: async () => entries[i++], close: async () => {} };
+};
+
+/** Walk two sorted key spaces side by side and report every key whose values differ. */
+const diffSorted = async (a: Reader, b: Reader, report: (key: string, inA: unknown, inB: unknown) => void): Promise<void> => {
+  const nextA = () => a.next();
+  const nextB = () => b.next();
   try {
     let ea = await nextA();
     let eb = await nextB();
@@ -631,7 +686,7 @@ const diffSublevels = async (a: Sub, b: Sub, report: (key: string, inA: unknown,
       }
     }
   } finally {
-    await ia.close();
-    await ib.close();
+    await a.close();
+    await b.close();
   }
 };

@@ -25,16 +25,52 @@ export interface WorkerOptions {
 
 const CLAIM_WAIT_MS = 500;
 const HEARTBEAT_MS = 1000;
+/** While the queue cannot be written (a full disk), calls are tried again after 0.2 s, doubling up to 5 s. */
+const RETRY_MIN_MS = 200;
+const RETRY_MAX_MS = 5000;
 
 const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(2))}s`;
+
+/** Errors after which a call is tried again later; any other refusal is final. */
+const TRANSIENT = new Set(['QUEUECTL_ENVIRONMENT', 'QUEUECTL_HOST_LOST', 'QUEUECTL_BUSY']);
+
+/**
+ * Why calls fail, logged once when it starts and once when it ends, whatever the number of
+ * slots and retries: a full disk prints one line, not five a second.
+ */
+class Trouble {
+  private current: { code: string; message: string } | null = null;
+  constructor(private readonly log: (line: string) => void) {}
+
+  failed(e: { code: string; message: string }): void {
+    if (e.message === this.current?.message) return;
+    this.current = { code: e.code, message: e.message };
+    this.log(`${e.message}; retrying`);
+  }
+
+  /** A call succeeded; `wrote`: it appended to the log (a claim that found nothing did not). */
+  ok(wrote: boolean): void {
+    if (this.current === null) return;
+    const unwritable = this.current.code === 'QUEUECTL_ENVIRONMENT';
+    if (unwritable && !wrote) return;
+    this.current = null;
+    this.log(unwritable ? 'the log is writable again; carrying on' : 'the queue answers again; carrying on');
+  }
+}
 
 export class WorkerPool {
   readonly workerId = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
   private stopping = false;
+  /** A second signal: results that cannot be recorded are not waited for. */
+  private forced = false;
   private readonly running = new Map<string, { attempt: number; handle: RunningJob }>();
   private heartbeat: NodeJS.Timeout | null = null;
+  private readonly trouble: Trouble;
+  private readonly pausing = new Set<() => void>();
 
-  constructor(private readonly options: WorkerOptions) {}
+  constructor(private readonly options: WorkerOptions) {
+    this.trouble = new Trouble(options.log);
+  }
 
   /** Registers the worker and runs until stop() (or, with drain, until the queue is empty). */
   async run(): Promise<void> {
@@ -42,7 +78,7 @@ export class WorkerPool {
     await queue.call('workerStart', { workerId: this.workerId, pid: process.pid, slots: count });
     this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
     try {
-      await Promise.all(Array.from({ length: count }, (_, slot) => this.slot(slot)));
+      await Promise.all(Array.from({ length: count }, () => this.slot()));
     } finally {
       clearInterval(this.heartbeat);
       await queue.call('workerStop', { workerId: this.workerId, reason: 'stopped' }).catch(() => {});
@@ -52,11 +88,14 @@ export class WorkerPool {
   /** First signal: no new claims, running jobs finish. */
   stop(): void {
     this.stopping = true;
+    for (const wake of [...this.pausing]) wake();
   }
 
   /** Second signal: end every running job's process group now. */
   killRunning(): void {
     this.stopping = true;
+    this.forced = true;
+    for (const wake of [...this.pausing]) wake();
     for (const r of this.running.values()) r.handle.kill();
   }
 
@@ -76,21 +115,25 @@ export class WorkerPool {
     }
   }
 
-  private async slot(slot: number): Promise<void> {
+  private async slot(): Promise<void> {
     const { queue } = this.options;
     // A claim handed back with the previous report is run even if a stop came meanwhile:
     // it is ours now, and running jobs finish. No new claim is asked for once stopping.
     let next: ClaimAnswer | null = null;
+    let delay = RETRY_MIN_MS;
     while (next || !this.stopping) {
       let claim = next;
       next = null;
       if (!claim) {
         try {
           claim = await queue.call('claim', { workerId: this.workerId, waitMs: CLAIM_WAIT_MS });
+          this.trouble.ok(claim !== null);
+          delay = RETRY_MIN_MS;
         } catch (e) {
           if (!isQueuectlError(e)) throw e;
-          this.options.log(`slot ${slot}: ${e.message}; retrying`);
-          await new Promise((r) => setTimeout(r, 200));
+          this.trouble.failed(e);
+          await this.pause(delay);
+          delay = Math.min(delay * 2, RETRY_MAX_MS);
           continue;
         }
       }
@@ -126,17 +169,45 @@ export class WorkerPool {
     };
     const notRecorded = (code: string, message: string) =>
       log(code === 'QUEUECTL_STALE_ATTEMPT' ? `${job.id} ended; its attempt was no longer current (cancelled, or claim expired), so the result was not recorded` : `${job.id}: result of attempt ${attempt} not recorded: ${message}`);
-    try {
-      // The next claim rides on the report (one round trip, one batch) unless we are stopping.
-      const answer = await queue.call('report', { jobId: job.id, workerId: this.workerId, attempt, result, claim: !this.stopping });
-      if (answer.refused) notRecorded(answer.refused.code, answer.refused.message);
-      else log(describe(job.id, answer.events, r.durationMs));
-      return answer.claim ?? null;
-    } catch (e) {
-      if (!isQueuectlError(e)) throw e;
-      notRecorded(e.code, e.message);
-      return null;
+    // A result that cannot be recorded now (a full disk) is kept and sent again until it is:
+    // the job ran, and running it again would be wrong. Only a forced stop gives up on it.
+    for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+      try {
+        // The next claim rides on the report (one round trip, one batch) unless we are stopping.
+        const answer = await queue.call('report', { jobId: job.id, workerId: this.workerId, attempt, result, claim: !this.stopping });
+        const { refused } = answer;
+        if (refused && TRANSIENT.has(refused.code) && !this.forced && !answer.claim) {
+          this.trouble.failed(refused);
+          await this.pause(delay);
+          continue;
+        }
+        this.trouble.ok(true);
+        if (answer.refused) notRecorded(answer.refused.code, answer.refused.message);
+        else log(describe(job.id, answer.events, r.durationMs));
+        return answer.claim ?? null;
+      } catch (e) {
+        if (!isQueuectlError(e)) throw e;
+        if (!TRANSIENT.has(e.code) || this.forced) {
+          notRecorded(e.code, e.message);
+          return null;
+        }
+        this.trouble.failed(e);
+        await this.pause(delay);
+      }
     }
+  }
+
+  /** Wait before trying again; a signal cuts it short. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.pausing.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.pausing.add(done);
+    });
   }
 }
 
