@@ -7,6 +7,7 @@ import { fail, QueuectlError, isQueuectlError } from './errors.ts';
 import * as admin from './cli/admin.ts';
 import * as jobs from './cli/jobs.ts';
 import { worker } from './cli/worker.ts';
+import { exitsWithStdout } from './cli/context.ts';
 
 import pkg from '../package.json' with { type: 'json' };
 
@@ -137,6 +138,7 @@ let settled = false;
 
 // `queuectl events | head` closes our stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (!exitsWithStdout()) return; // a worker: see worker.ts
   if (e.code === 'EPIPE') {
     settled = true; // the reader has all it wanted: done
     process.exit(process.exitCode ?? 0);

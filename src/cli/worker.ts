@@ -4,7 +4,7 @@ import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
 import { prepareHome } from '../home.ts';
 import { QueuectlError } from '../errors.ts';
-import { type GlobalOptions, home, invalid, parseInteger, withQueue } from './context.ts';
+import { type GlobalOptions, home, invalid, outliveStdout, parseInteger, withQueue } from './context.ts';
 
 interface WorkerOptions extends GlobalOptions {
   count?: unknown;
@@ -19,7 +19,19 @@ const start = async (o: WorkerOptions): Promise<void> => {
   const count = parseInteger(o.count ?? 1, '--count', 1);
   const h = home(o);
   if (o.detach) return detach(o, count);
-  const log = (line: string) => process.stdout.write(`[${stamp()}] ${line}\n`);
+  // A closed stdout or stderr (`worker start | head`, a terminal gone) must not stop the worker
+  // half-way, its jobs left running under a dead process: it carries on and stops logging there.
+  outliveStdout();
+  let logging = true;
+  process.stdout.on('error', () => {
+    if (!logging) return;
+    logging = false;
+    process.stderr.write(`queuectl: the worker's output was closed; worker ${process.pid} carries on without printing (stop it with Ctrl-C or queuectl worker stop)\n`);
+  });
+  process.stderr.on('error', () => {}); // nowhere left to say anything
+  const log = (line: string) => {
+    if (logging) process.stdout.write(`[${stamp()}] ${line}\n`);
+  };
   // The worker runtime and the job runner are loaded only by the command that runs jobs.
   const [{ WorkerPool }, { JobRunner }] = await Promise.all([import('../worker/runtime.ts'), import('../worker/run-job.ts')]);
   const runner = new JobRunner();
@@ -39,6 +51,7 @@ const start = async (o: WorkerOptions): Promise<void> => {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGHUP', () => onSignal('SIGHUP')); // its terminal closed: stop as gracefully
   try {
     await pool.run();
   } finally {
