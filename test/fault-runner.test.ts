@@ -7,8 +7,16 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { JobRunner, type RunJobOptions } from '../src/worker/run-job.ts';
-import { CLI, MARK, assertNoStrays, cleanup, cli, job, json, newHome, ok, startWorker, stopWorkers, strays, until, waitFor } from './helpers/cli.ts';
+import { MemoryLevel } from 'memory-level';
+import { Engine } from '../src/engine/engine.ts';
+import { QueuectlError } from '../src/errors.ts';
+import { resolveHome } from '../src/home.ts';
+import type { Queue } from '../src/host/connect.ts';
+import { Host } from '../src/host/host.ts';
+import type { AnyLevel } from '../src/log/store.ts';
+import { JobRunner, type RunJobOptions, runJob } from '../src/worker/run-job.ts';
+import { WorkerPool } from '../src/worker/runtime.ts';
+import { CLI, MARK, assertNoStrays, bounded, cleanup, cli, job, json, newHome, ok, startWorker, stopWorkers, strays, until, waitFor } from './helpers/cli.ts';
 
 test.after.each(() => stopWorkers());
 test.after(cleanup);
@@ -111,6 +119,34 @@ test('a worker whose logs directory it may not write (EACCES, as another user): 
   } finally {
     rmSync(base, { recursive: true, force: true });
   }
+});
+
+test('the worker: a job that cannot be handed to a process fails alone; a failed --drain check is retried, not the end of every slot', async () => {
+  const engine = await Engine.open(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { sync: false });
+  const host = new Host(engine);
+  const spec = (id: string, command: string) => ({ id, command, cwd: '/', priority: 0, maxRetries: 0, runAt: null, timeoutMs: null });
+  await engine.execute({ type: 'enqueue', jobs: [spec('a', 'sleep 0.3'), spec('x', 'unforkable'), spec('b', 'sleep 0.3')] });
+  let idleFailures = 0;
+  const lines: string[] = [];
+  const queue = {
+    call: async (method: string, params: Record<string, unknown>) => {
+      if (method === 'idle' && idleFailures++ === 0) throw new QueuectlError('QUEUECTL_HOST_LOST', 'the queuectl host process went away');
+      return (host.api as unknown as Record<string, (p: unknown) => Promise<unknown>>)[method]!(params);
+    },
+  } as unknown as Queue;
+  const pool = new WorkerPool({
+    queue, home: resolveHome(tmpdir()), count: 3, drain: true, log: (l) => lines.push(l),
+    runJob: (o) => {
+      if (o.command === 'unforkable') throw Object.assign(new Error('spawn ENOMEM'), { code: 'ENOMEM' }); // as child_process throws it
+      return runJob(o);
+    },
+  });
+  await bounded(pool.run(), 10_000, 'the pool to drain');
+  const x = (await engine.getJob('x'))!;
+  assert.equal([x.state, x.lastError], ['dead', 'could not start: spawn ENOMEM']);
+  for (const id of ['a', 'b']) assert.is((await engine.getJob(id))!.state, 'completed', id);
+  assert.ok(idleFailures > 1, 'the drain check was asked again');
+  await engine.close();
 });
 
 test('kill -9 of the job runner: each running job ends with the reason, and the worker starts a new runner for the next job', async () => {

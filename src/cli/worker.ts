@@ -3,7 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
 import { prepareHome } from '../home.ts';
-import { QueuectlError } from '../errors.ts';
+import { environmentError, QueuectlError } from '../errors.ts';
 import { type GlobalOptions, home, invalid, outliveStdout, parseInteger, withQueue } from './context.ts';
 
 interface WorkerOptions extends GlobalOptions {
@@ -65,7 +65,12 @@ const start = async (o: WorkerOptions): Promise<void> => {
 const detach = async (o: WorkerOptions, count: number): Promise<void> => {
   const h = home(o);
   prepareHome(h);
-  const out = openSync(h.workerLog, 'a', 0o600);
+  let out: number;
+  try {
+    out = openSync(h.workerLog, 'a', 0o600);
+  } catch (e) {
+    throw environmentError(e, 'open the worker log', h.workerLog) ?? e;
+  }
   const { spawn } = await import('node:child_process');
   const args = [...process.execArgv, process.argv[1]!, 'worker', 'start', '--count', String(count), '--home', h.dir, ...(o.drain ? ['--drain'] : [])];
   const child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: process.env });

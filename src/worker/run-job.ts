@@ -234,7 +234,7 @@ const notStartedResult = (why: string, start: number): RunJobResult => {
   };
 };
 
-function notStarted(why: string, start: number): RunningJob {
+export function notStarted(why: string, start = performance.now()): RunningJob {
   return { pid: undefined, done: Promise.resolve(notStartedResult(why, start)), cancel() {}, kill() {} };
 }
 

@@ -9,7 +9,7 @@ import type { StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import type { ClaimAnswer } from '../host/host.ts';
-import { type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
+import { notStarted, type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
 import { RUN_TAG, runTag } from '../host/pids.ts';
 
 export interface WorkerOptions {
@@ -128,6 +128,8 @@ export class WorkerPool {
         try {
           claim = await queue.call('claim', { workerId: this.workerId, waitMs: CLAIM_WAIT_MS });
           this.trouble.ok(claim !== null);
+          // --drain: stop once there is nothing left to do (asked here, so a failure is retried like a claim's)
+          if (!claim && this.options.drain && (await queue.call('idle', {}))) return;
           delay = RETRY_MIN_MS;
         } catch (e) {
           if (!isQueuectlError(e)) throw e;
@@ -138,7 +140,6 @@ export class WorkerPool {
         }
       }
       if (claim) next = await this.execute(claim);
-      else if (this.options.drain && (await queue.call('idle', {}))) return;
     }
   }
 
@@ -147,7 +148,16 @@ export class WorkerPool {
     const { home, log, queue } = this.options;
     const dir = join(home.logs, job.id);
     log(`${job.id} started (attempt ${job.attempts}): ${job.command}`);
-    const handle = (this.options.runJob ?? runJob)({
+    // A job that cannot even be handed to a process (the runner cannot be forked) fails alone:
+    // a throw here would end every slot, and the jobs the others run.
+    const run = (opts: RunJobOptions): RunningJob => {
+      try {
+        return (this.options.runJob ?? runJob)(opts);
+      } catch (e) {
+        return notStarted(String((e as Error)?.message ?? e).split('\n')[0]!);
+      }
+    };
+    const handle = run({
       command: job.command,
       cwd: job.cwd,
       env: { QUEUECTL_JOB_ID: job.id, QUEUECTL_ATTEMPT: String(job.attempts), [RUN_TAG]: runTag(this.workerId, job.id, attempt) },
