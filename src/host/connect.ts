@@ -160,7 +160,6 @@ export class Queue {
       try {
         return (await link.call(method, params)) as Result<M>;
       } catch (e) {
-        if (link instanceof LocalLink && !link.host.engine.store.writable) this.recover(link);
         if (!(e instanceof QueuectlError && e.code === 'QUEUECTL_HOST_LOST') || this.closed) throw e;
         if (UNSAFE_TO_RESEND.has(method) || attempt >= 5) {
           throw new QueuectlError(
@@ -252,6 +251,7 @@ export class Queue {
       throw environmentError(e, 'serve on the socket', this.home.socket) ?? e;
     }
     const link = new LocalLink(host, stopServing);
+    engine.store.onUnwritable = () => this.recover(link);
     await this.options.onHost?.(host);
     return link;
   }

@@ -400,14 +400,15 @@ export class LogStore {
     );
   }
 
-  /** Whether this handle may still write (see `broken`); a host whose store cannot reopens it. */
-  get writable(): boolean {
-    return this.broken === null;
-  }
+  /** Called once when this handle stops writing (see connect.ts: a host then reopens the database). */
+  onUnwritable: (() => void) | null = null;
 
   /** Stop writing: a full disk or a permission is the environment's (QUEUECTL_ENVIRONMENT, exit 1), anything else stays as it is. */
   private fail(err: unknown): unknown {
-    this.broken ??= environmentError(err, 'write the log in', (this.db as { location?: string }).location ?? 'the database') ?? err;
+    if (this.broken === null) {
+      this.broken = environmentError(err, 'write the log in', (this.db as { location?: string }).location ?? 'the database') ?? err;
+      this.onUnwritable?.();
+    }
     return this.broken;
   }
 
@@ -566,8 +567,7 @@ export class LogStore {
       // whose open rebuilds them (their versions were forgotten above). Nothing may still be
       // clearing or writing behind the refusal.
       await clearing.catch(() => {});
-      this.broken = err;
-      throw err;
+      throw this.fail(err);
     }
     await this.db.batch(
       [
