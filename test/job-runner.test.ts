@@ -30,9 +30,10 @@ const until = async (check: () => boolean, ms: number, what: string) => {
     await delay(20);
   }
 };
-const runnerPids = (): number[] => {
+/** Runner processes started by `parent` (this process by default): never another run's, which a test could kill. */
+const runnerPids = (parent = process.pid): number[] => {
   try {
-    return execFileSync('pgrep', ['-f', 'run-job'], { encoding: 'utf8' }).trim().split('\n').map(Number)
+    return execFileSync('pgrep', ['-P', String(parent), '-f', 'run-job'], { encoding: 'utf8' }).trim().split('\n').map(Number)
       .filter((pid) => pid !== process.pid && readFileSync(`/proc/${pid}/environ`, 'utf8').includes('QUEUECTL_JOB_RUNNER=1'));
   } catch {
     return [];
@@ -116,9 +117,10 @@ test('the runner exits when its worker process dies, and when it is closed', asy
   writeFileSync(file, script);
   const worker = spawn(process.execPath, ['--import', 'tsx', file], { stdio: ['ignore', 'pipe', 'inherit'] });
   await new Promise((resolve) => worker.stdout.once('data', resolve));
-  await until(() => runnerPids().length === 1, 3000, "the worker's runner");
+  await until(() => runnerPids(worker.pid).length === 1, 3000, "the worker's runner");
+  const [orphan] = runnerPids(worker.pid);
   worker.kill('SIGKILL');
-  await until(() => runnerPids().length === 0, 3000, 'the orphaned runner to exit');
+  await until(() => !existsSync(`/proc/${orphan}`) || readFileSync(`/proc/${orphan}/stat`, 'utf8').includes(') Z'), 3000, 'the orphaned runner to exit'); // a zombie has exited
   assert.is(strays().length, 1, 'the job itself was left alone');
   for (const line of strays()) process.kill(Number(line.split(' ')[0]), 'SIGKILL');
 });
