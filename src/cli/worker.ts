@@ -3,7 +3,7 @@ import { closeSync, existsSync, openSync, readFileSync } from 'node:fs';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
 import { prepareHome } from '../home.ts';
-import { environmentError, QueuectlError } from '../errors.ts';
+import { environmentError, errnoOf, errnoReason, QueuectlError } from '../errors.ts';
 import { type GlobalOptions, home, invalid, outliveStdout, parseInteger, withQueue } from './context.ts';
 
 interface WorkerOptions extends GlobalOptions {
@@ -23,10 +23,11 @@ const start = async (o: WorkerOptions): Promise<void> => {
   // half-way, its jobs left running under a dead process: it carries on and stops logging there.
   outliveStdout();
   let logging = true;
-  process.stdout.on('error', () => {
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     if (!logging) return;
     logging = false;
-    process.stderr.write(`queuectl: the worker's output was closed; worker ${process.pid} carries on without printing (stop it with Ctrl-C or queuectl worker stop)\n`);
+    const what = e.code === 'EPIPE' ? 'was closed' : `cannot be written (${errnoReason(e, errnoOf(e) ?? e.code ?? 'error')})`;
+    process.stderr.write(`queuectl: the worker's output ${what}; worker ${process.pid} carries on without printing (stop it with Ctrl-C or queuectl worker stop)\n`);
   });
   process.stderr.on('error', () => {}); // nowhere left to say anything
   const log = (line: string) => {
