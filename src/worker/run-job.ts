@@ -3,10 +3,11 @@ import { createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:f
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
-
-export type { OutputInfo as OutputCapture } from '../events.ts';
-import type { OutputInfo as OutputCapture } from '../events.ts';
 import { errnoOf, errnoReason } from '../errors.ts';
+import type { OutputInfo } from '../events.ts';
+
+/** What is known of one output stream of an attempt: as the attempt's event stores it. */
+export type OutputCapture = OutputInfo;
 
 export interface RunJobOptions {
   command: string;             // run through /bin/sh -c
