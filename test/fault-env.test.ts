@@ -70,11 +70,14 @@ test('enqueue --file <a file we may not read> (as another user): exit 1, permiss
   const home = join(own, 'home');
   const secret = join(own, '..', 'secret.ndjson');
   writeFileSync(secret, '{"command":"true"}\n', { mode: 0o600 }); // root's, unreadable to 65534
-  ok(await asNobody(['enqueue', 'echo first', '--id', 'first', '--home', home]));
-  refused(await asNobody(['enqueue', '--file', secret, '--home', home]), 1, new RegExp(`^queuectl: cannot read the job file ${esc(secret)}: permission denied; check its permissions and owner\\n$`));
-  const log = (await asNobody(['events', '--json', '--home', home])).stdout.trim().split('\n');
-  assert.is(log.length, 1, 'only the first job is in the log');
-  rmSync(join(own, '..'), { recursive: true, force: true });
+  try {
+    ok(await asNobody(['enqueue', 'echo first', '--id', 'first', '--home', home]));
+    refused(await asNobody(['enqueue', '--file', secret, '--home', home]), 1, new RegExp(`^queuectl: cannot read the job file ${esc(secret)}: permission denied; check its permissions and owner\\n$`));
+    const log = (await asNobody(['events', '--json', '--home', home])).stdout.trim().split('\n');
+    assert.is(log.length, 1, 'only the first job is in the log');
+  } finally {
+    rmSync(join(own, '..'), { recursive: true, force: true });
+  }
 });
 
 test('--home under a file (ENOTDIR): exit 1, one line naming it', async () => {
