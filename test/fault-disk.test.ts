@@ -8,6 +8,11 @@ import { closeSync, existsSync, openSync, rmSync, statSync, writeFileSync, write
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
+import { MemoryLevel } from 'memory-level';
+import { Engine } from '../src/engine/engine.ts';
+import type { QueuectlError } from '../src/errors.ts';
+import { Host } from '../src/host/host.ts';
+import type { AnyLevel } from '../src/log/store.ts';
 import {
   type StoredEvent, cleanup, cli, events, history, job, json, ok, refused, scratch, startWorker, stopWorkers, until, waitFor,
 } from './helpers/cli.ts';
@@ -149,6 +154,38 @@ test('no host on a full disk: enqueue and status fail with one line naming the d
     assert.equal(all.filter((e) => e.type === 'JobEnqueued').map((e) => e.jobId), ['one'], 'the refused file left nothing');
     assert.match(ok(await q('projections', 'verify')), /^projections match the log/);
   });
+});
+
+test('a report written just before the disk filled stands when the claim riding on it fails; then everything is refused as the environment (exit 1)', async () => {
+  const engine = await Engine.open(new MemoryLevel<string, unknown>() as unknown as AnyLevel, { sync: false });
+  const host = new Host(engine);
+  const spec = (id: string) => ({ id, command: 'true', cwd: '/', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
+  await engine.execute({ type: 'enqueue', jobs: [spec('a'), spec('b')] });
+  const first = (await host.api.claim({ workerId: 'w', waitMs: 0 }))!;
+  // the disk fills after the next write: the report's batch is written, the claim's (the one after it) is not
+  const db = engine.store.db as unknown as { batch: (...args: unknown[]) => { write: (o: unknown) => Promise<void> } };
+  const batch = db.batch.bind(db);
+  let writes = 0;
+  db.batch = (...args: unknown[]) => {
+    const b = batch(...args);
+    const write = b.write.bind(b);
+    b.write = (o: unknown) => (++writes >= 2 ? Promise.reject(new Error('IO error: /q/db/000012.log: No space left on device')) : write(o));
+    return b;
+  };
+  const answer = await host.api.report({ jobId: 'a', workerId: 'w', attempt: first.attempt, result: { durationMs: 1, exitCode: 0, signal: null, timedOut: false, error: null, output: null }, claim: true });
+  assert.equal([answer.events.map((e) => e.type), answer.claim], [['JobSucceeded'], null]);
+  assert.is((await engine.getJob('a'))!.state, 'completed');
+  for (const call of [() => host.api.claim({ workerId: 'w', waitMs: 0 }), () => host.api.enqueue({ jobs: [spec('c')] })]) {
+    try {
+      await call();
+      assert.unreachable('refused while the log cannot be written');
+    } catch (e) {
+      assert.equal([(e as QueuectlError).code, (e as QueuectlError).exitCode], ['QUEUECTL_ENVIRONMENT', 1]);
+      assert.match((e as Error).message, /^cannot write the log in .*: no space left on device; free some disk space$/);
+    }
+  }
+  assert.is((await engine.getJob('b'))!.state, 'pending', 'the failed claim left b as it was');
+  await engine.close();
 });
 
 test.run();
