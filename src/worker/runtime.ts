@@ -48,13 +48,14 @@ class Trouble {
     this.log(`${e.message}; retrying`);
   }
 
-  /** A call succeeded; `wrote`: it appended to the log (a claim that found nothing did not). */
-  ok(wrote: boolean): void {
-    if (this.current === null) return;
+  /** A call succeeded; `wrote`: it appended to the log (a claim that found nothing did not). True when that ends the trouble. */
+  ok(wrote: boolean): boolean {
+    if (this.current === null) return false;
     const unwritable = this.current.code === 'QUEUECTL_ENVIRONMENT';
-    if (unwritable && !wrote) return;
+    if (unwritable && !wrote) return false;
     this.current = null;
     this.log(unwritable ? 'the log is writable again; carrying on' : 'the queue answers again; carrying on');
+    return true;
   }
 }
 
@@ -88,14 +89,14 @@ export class WorkerPool {
   /** First signal: no new claims, running jobs finish. */
   stop(): void {
     this.stopping = true;
-    for (const wake of [...this.pausing]) wake();
+    this.wakeAll();
   }
 
   /** Second signal: end every running job's process group now. */
   killRunning(): void {
     this.stopping = true;
     this.forced = true;
-    for (const wake of [...this.pausing]) wake();
+    this.wakeAll();
     for (const r of this.running.values()) r.handle.kill();
   }
 
@@ -127,7 +128,7 @@ export class WorkerPool {
       if (!claim) {
         try {
           claim = await queue.call('claim', { workerId: this.workerId, waitMs: CLAIM_WAIT_MS });
-          this.trouble.ok(claim !== null);
+          if (this.trouble.ok(claim !== null)) this.wakeAll();
           // --drain: stop once there is nothing left to do (asked here, so a failure is retried like a claim's)
           if (!claim && this.options.drain && (await queue.call('idle', {}))) return;
           delay = RETRY_MIN_MS;
@@ -191,7 +192,7 @@ export class WorkerPool {
           await this.pause(delay);
           continue;
         }
-        this.trouble.ok(true);
+        if (this.trouble.ok(true)) this.wakeAll();
         if (answer.refused) notRecorded(answer.refused.code, answer.refused.message);
         else log(describe(job.id, answer.events, r.durationMs));
         return answer.claim ?? null;
@@ -207,7 +208,12 @@ export class WorkerPool {
     }
   }
 
-  /** Wait before trying again; a signal cuts it short. */
+  /** Slots waiting to try again do so now (a signal came, or the trouble is over). */
+  private wakeAll(): void {
+    for (const wake of [...this.pausing]) wake();
+  }
+
+  /** Wait before trying again; a signal, or the end of the trouble, cuts it short. */
   private pause(ms: number): Promise<void> {
     return new Promise((resolve) => {
       const done = () => {
