@@ -667,22 +667,20 @@ const memoryReader = (cache: Map<string, unknown>, prefix: string): Reader => {
 
 /** Walk two sorted key spaces side by side and report every key whose values differ. */
 const diffSorted = async (a: Reader, b: Reader, report: (key: string, inA: unknown, inB: unknown) => void): Promise<void> => {
-  const nextA = () => a.next();
-  const nextB = () => b.next();
   try {
-    let ea = await nextA();
-    let eb = await nextB();
+    let ea = await a.next();
+    let eb = await b.next();
     while (ea || eb) {
       if (ea && (!eb || ea[0] < eb[0])) {
         report(ea[0], ea[1], undefined);
-        ea = await nextA();
+        ea = await a.next();
       } else if (eb && (!ea || eb[0] < ea[0])) {
         report(eb[0], undefined, eb[1]);
-        eb = await nextB();
+        eb = await b.next();
       } else if (ea && eb) {
         if (JSON.stringify(ea[1]) !== JSON.stringify(eb[1])) report(ea[0], ea[1], eb[1]);
-        ea = await nextA();
-        eb = await nextB();
+        ea = await a.next();
+        eb = await b.next();
       }
     }
   } finally {
