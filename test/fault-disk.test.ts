@@ -12,7 +12,8 @@ import { MemoryLevel } from 'memory-level';
 import { Engine } from '../src/engine/engine.ts';
 import type { QueuectlError } from '../src/errors.ts';
 import { Host } from '../src/host/host.ts';
-import type { AnyLevel } from '../src/log/store.ts';
+import { type AnyLevel, LogStore } from '../src/log/store.ts';
+import { PROJECTIONS } from '../projections/index.ts';
 import {
   type StoredEvent, cleanup, cli, events, history, job, json, ok, refused, scratch, startWorker, stopWorkers, until, waitFor,
 } from './helpers/cli.ts';
@@ -186,6 +187,31 @@ test('a report written just before the disk filled stands when the claim riding 
   }
   assert.is((await engine.getJob('b'))!.state, 'pending', 'the failed claim left b as it was');
   await engine.close();
+});
+
+test('verify writes nothing while its rebuild fits in memory (it answers on a full disk), and names every difference either way', async () => {
+  for (const cacheMax of [500_000, 3]) {
+    const db = new MemoryLevel<string, unknown>() as unknown as AnyLevel;
+    const engine = await Engine.open(db, { sync: false });
+    const spec = (id: string) => ({ id, command: 'true', cwd: '/', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
+    for (const id of ['a', 'b', 'c', 'd']) await engine.execute({ type: 'enqueue', jobs: [spec(id)] });
+    await engine.close();
+    const store = await LogStore.open(db, { projections: PROJECTIONS, sync: false, replay: { chunk: 1, flush: 1, cacheMax } });
+    const jobs = store.sublevel('jobs');
+    await jobs.put('a', { ...(await jobs.get('a')), command: 'tampered' });
+    await jobs.del('b');
+    await jobs.put('zz', { id: 'zz' });
+    const inMemory = cacheMax > 100;
+    const batch = db.batch.bind(db);
+    if (inMemory) (db as unknown as { batch: () => never }).batch = () => assert.unreachable('verify wrote to the disk') as never;
+    const { events, differences } = await store.verify();
+    (db as unknown as { batch: typeof batch }).batch = batch;
+    assert.is(events, 4);
+    const found = differences.map((d) => d.split(':')[0]);
+    assert.equal(found.filter((k) => k!.startsWith('jobs/')), ['jobs/a', 'jobs/b', 'jobs/zz'], `cacheMax ${cacheMax}: ${differences.join('\n')}`);
+    assert.match(differences.find((d) => d.startsWith('jobs/a'))!, /stored .*"tampered".* but the log gives .*"true"/);
+    await store.close();
+  }
 });
 
 test.run();
