@@ -9,6 +9,7 @@ import * as jobs from './cli/jobs.ts';
 import { typedOptionValues } from './cli/context.ts';
 import { oneLine } from './cli/escape.ts';
 import { worker } from './cli/worker.ts';
+import { exitsWithStdout } from './cli/context.ts';
 
 import pkg from '../package.json' with { type: 'json' };
 
@@ -152,6 +153,7 @@ let settled = false;
 
 // `queuectl events | head` closes our stdout early: that is the reader's choice, not an error.
 process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+  if (!exitsWithStdout()) return; // a worker: see worker.ts
   if (e.code === 'EPIPE') {
     settled = true; // the reader has all it wanted: done
     process.exit(process.exitCode ?? 0);

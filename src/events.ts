@@ -5,8 +5,10 @@ export const EVENT_SCHEMA_VERSION = 1;
 
 export interface OutputInfo {
   bytes: number; // bytes the stream produced
-  kept: number; // bytes kept on disk (capped by output_limit)
+  kept: number; // bytes kept on disk (capped by output_limit; fewer when they could not all be written)
   truncated: boolean;
+  /** Why not all of it was kept besides the cap, e.g. "no space left on device" (absent when the cap alone decided). */
+  error?: string;
 }
 
 export interface AttemptOutput {

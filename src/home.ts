@@ -8,7 +8,7 @@
 import { chmodSync, constants, fstatSync, lstatSync, mkdirSync, openSync, readdirSync, realpathSync, type Stats } from 'node:fs';
 import { homedir } from 'node:os';
 import { basename, dirname, join, resolve } from 'node:path';
-import { QueuectlError } from './errors.ts';
+import { environmentError, QueuectlError } from './errors.ts';
 
 export interface Home {
   /** The directory as the user named it: what messages show. */
@@ -51,6 +51,14 @@ const handles = new Map<string, number>();
  * in it. Returns the Home whose paths go through the open handle.
  */
 export const prepareHome = (home: Home): Home => {
+  try {
+    return bindHome(home);
+  } catch (e) {
+    throw environmentError(e, 'use the data directory', home.dir) ?? e; // EACCES, ENOTDIR, EROFS, ENOSPC on the way
+  }
+};
+
+const bindHome = (home: Home): Home => {
   privateUmask();
   const real = join(checkedParent(home.dir), basename(home.dir));
   let fd = handles.get(real);

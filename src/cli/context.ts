@@ -16,6 +16,16 @@ export interface GlobalOptions {
 // anyway, and node:tty costs ~0.3 ms to load when stdout is not a terminal
 export const colors = createColors(process.stdout.isTTY === true && !('NO_COLOR' in process.env) && process.env.TERM !== 'dumb');
 
+let outlivesStdout = false;
+/**
+ * A closed stdout (`queuectl events | head`) ends a command: the reader has what it wanted
+ * (cli.ts). `worker start` calls this to carry on instead: it stops logging there.
+ */
+export const outliveStdout = (): void => {
+  outlivesStdout = true;
+};
+export const exitsWithStdout = (): boolean => !outlivesStdout;
+
 export const home = (opts: GlobalOptions): Home => {
   // an empty --home is refused in the parse step; an empty variable would make the current directory the data directory
   if (opts.home === undefined && process.env.QUEUECTL_HOME === '') invalid('QUEUECTL_HOME is set but empty; unset it or point it at a directory');

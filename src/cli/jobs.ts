@@ -2,7 +2,7 @@
 import { existsSync, openSync, readSync, closeSync, fstatSync } from 'node:fs';
 import { join } from 'node:path';
 import { checkBatchSize, LATEST_TIME_MS, MAX_TIMEOUT_MS, parseJobSpec, timeoutMsFromSeconds } from '../domain/job-spec.ts';
-import { isQueuectlError, QueuectlError } from '../errors.ts';
+import { environmentError, isQueuectlError, QueuectlError } from '../errors.ts';
 import { prepareHome } from '../home.ts';
 import type { StoredEvent } from '../events.ts';
 import { CONFIG_RULES } from '../domain/config.ts';
@@ -113,8 +113,7 @@ const readJobFile = (path: string): string => {
     }
     return Buffer.concat(chunks, total).toString('utf8');
   } catch (e) {
-    if (isQueuectlError(e) || typeof (e as NodeJS.ErrnoException).code !== 'string') throw e;
-    throw new QueuectlError('QUEUECTL_FAILED', `cannot read the job file ${path}: ${(e as Error).message}`);
+    throw environmentError(e, 'read the job file', path === '-' ? 'stdin' : path) ?? e; // EISDIR, EACCES, EIO
   } finally {
     if (fd !== undefined && fd !== 0) closeSync(fd);
   }
@@ -323,6 +322,7 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; r
             [`${s.name}_bytes`, s.info?.bytes ?? s.data.length],
             [`${s.name}_truncated`, s.info?.truncated ?? false],
             [`${s.name}_missing_bytes`, s.missing],
+            ...(s.info?.error ? [[`${s.name}_error`, s.info.error]] : []),
           ]),
         ),
       })),
@@ -351,7 +351,8 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; r
       process.stdout.write(text);
       if (text.length > 0 && !text.endsWith('\n')) process.stdout.write('\n');
       if (s.missing > 0) process.stdout.write(colors.red(`[${s.name} missing: ${s.missing} of ${s.info!.kept} kept bytes are gone from ${s.path} (deleted or damaged)]\n`));
-      if (s.info?.truncated) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; raise the cap with: queuectl config set output_limit <bytes>]\n`));
+      if (s.info?.error) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; the rest could not be written: ${oneLine(s.info.error, 200)}]\n`));
+      else if (s.info?.truncated) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; raise the cap with: queuectl config set output_limit <bytes>]\n`));
     }
   }
 };

@@ -4,9 +4,9 @@ import { join } from 'node:path';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
 import { checkOwnership, type Home, prepareHome, privateUmask } from '../home.ts';
-import { QueuectlError } from '../errors.ts';
+import { environmentError, errnoOf, errnoReason, QueuectlError } from '../errors.ts';
 import { oneLine } from './escape.ts';
-import { type GlobalOptions, home, invalid, parseInteger, withQueue } from './context.ts';
+import { type GlobalOptions, home, invalid, outliveStdout, parseInteger, withQueue } from './context.ts';
 
 interface WorkerOptions extends GlobalOptions {
   count?: unknown;
@@ -27,8 +27,21 @@ const start = async (o: WorkerOptions): Promise<void> => {
   if (o.detach) return detach(o, count);
   // before the job runner starts: it inherits the data directory's handle (see JobRunner)
   const h = prepareHome(home(o));
+  // A closed stdout or stderr (`worker start | head`, a terminal gone) must not stop the worker
+  // half-way, its jobs left running under a dead process: it carries on and stops logging there.
+  outliveStdout();
+  let logging = true;
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (!logging) return;
+    logging = false;
+    const what = e.code === 'EPIPE' ? 'was closed' : `cannot be written (${errnoReason(e, errnoOf(e) ?? e.code ?? 'error')})`;
+    process.stderr.write(`queuectl: the worker's output ${what}; worker ${process.pid} carries on without printing (stop it with Ctrl-C or queuectl worker stop)\n`);
+  });
+  process.stderr.on('error', () => {}); // nowhere left to say anything
   // one line each, control characters escaped and long commands shortened (worker.log is read on terminals too)
-  const log = (line: string) => process.stdout.write(`[${stamp()}] ${oneLine(line, WORKER_LINE)}\n`);
+  const log = (line: string) => {
+    if (logging) process.stdout.write(`[${stamp()}] ${oneLine(line, WORKER_LINE)}\n`);
+  };
   // The worker runtime and the job runner are loaded only by the command that runs jobs.
   const [{ WorkerPool }, { JobRunner }] = await Promise.all([import('../worker/runtime.ts'), import('../worker/run-job.ts')]);
   const runner = new JobRunner({ homeFd: h.fd, jobUmask: privateUmask() });
@@ -48,6 +61,7 @@ const start = async (o: WorkerOptions): Promise<void> => {
   };
   process.on('SIGINT', () => onSignal('SIGINT'));
   process.on('SIGTERM', () => onSignal('SIGTERM'));
+  process.on('SIGHUP', () => onSignal('SIGHUP')); // its terminal closed: stop as gracefully
   try {
     await pool.run();
   } finally {
@@ -102,7 +116,7 @@ const openWorkerLog = (h: Home, flags: number): number => {
   try {
     fd = openSync(h.workerLog, flags | constants.O_NOFOLLOW, 0o600);
   } catch (e) {
-    if ((e as NodeJS.ErrnoException).code !== 'ELOOP') throw e;
+    if ((e as NodeJS.ErrnoException).code !== 'ELOOP') throw environmentError(e, 'open the worker log', shown) ?? e;
     throw new QueuectlError('QUEUECTL_UNSAFE_PERMISSIONS', `${shown} is a symbolic link; queuectl did not put it there: move it away`);
   }
   try {

@@ -2,11 +2,11 @@
 // answers, open the database and become the host itself. When the host dies mid-call, the
 // call is sent again to whoever takes over, but only where that is safe.
 import { connect as netConnect, type Socket } from 'node:net';
-import { QueuectlError } from '../errors.ts';
+import { environmentError, QueuectlError } from '../errors.ts';
 import { type Home, prepareHome, checkOwnership } from '../home.ts';
 import type { Host, Method, Params, Result } from './host.ts';
 import { encodeParams, type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
-import { lstatSync } from 'node:fs';
+import { closeSync, fsyncSync, lstatSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { asDamage } from '../store/leveldb/leveldb-files.ts';
 import { openLevelBackend } from '../store/leveldb/open.ts';
@@ -31,6 +31,8 @@ interface Link {
 }
 
 const HELLO_TIMEOUT_MS = 3000;
+/** How often a host that cannot write tries whether the disk takes writes again (a failed try costs a failed write). */
+const RECOVERY_PROBE_MS = 1000;
 
 const hostLost = (): QueuectlError => new QueuectlError('QUEUECTL_HOST_LOST', 'the queuectl host process went away');
 
@@ -121,9 +123,12 @@ class LocalLink implements Link {
   ) {}
 
   call(method: string, params: unknown): Promise<unknown> {
+    if (this.lost) return Promise.reject(hostLost());
     const handler = this.host.api[method as Method] as (p: unknown) => Promise<unknown>;
+    // A call under way while this process hands the database over (see Queue.recover) is
+    // answered as a lost host: it is then sent again, where that is safe, to the next one.
     return handler(params).catch((e: unknown) => {
-      throw this.host.explain(e) ?? e;
+      throw this.lost ? hostLost() : (this.host.explain(e) ?? e);
     });
   }
 
@@ -227,16 +232,79 @@ export class Queue {
     const [store, { Engine, Host, serve }] = await openLevelBackend(home.db, shownDb, () => import('./local.ts'));
     const engine = new Engine(store);
     const host = new Host(engine, (e) => asDamage(e, shownDb));
-    const link = new LocalLink(host, this.options.serve ? await serve(host, home.socket) : null);
+    let stopServing: (() => Promise<void>) | null = null;
+    try {
+      if (this.options.serve) stopServing = await serve(host, home.socket);
+    } catch (e) {
+      await engine.close();
+      throw environmentError(e, 'serve on the socket', join(home.dir, 'host.sock')) ?? e;
+    }
+    const link = new LocalLink(host, stopServing);
+    store.onUnwritable = () => this.recover(link, home.db);
     await this.options.onHost?.(host);
     return link;
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    await this.establishing?.catch(() => {}); // a handover under way: close what it opened
     await this.link?.close();
     this.link = null;
   }
+
+  private recovering: LocalLink | null = null;
+
+  /**
+   * This process hosts the database, and a write failed (a full disk, a permission): its
+   * handle may write no more (see LogStore.broken), but it still answers reads. A host that
+   * serves others (a worker) waits until the disk takes a write again, then hands the database
+   * over: it closes it and reaches the queue again, reopening it (LevelDB recovers its log,
+   * with every acknowledged write) unless another process was quicker. A short command just
+   * fails: the next one opens the database anew.
+   */
+  private recover(link: LocalLink, db: string): void {
+    if (!this.options.serve || this.recovering === link) return;
+    this.recovering = link;
+    void (async () => {
+      while (!this.closed && this.link === link) {
+        await new Promise<void>((r) => setTimeout(r, RECOVERY_PROBE_MS).unref());
+        if (this.closed || this.link !== link || !hasRoom(db)) continue;
+        link.lost = true; // calls from now on wait for the handover below
+        const handover = (async () => {
+          await link.close().catch(() => {});
+          return this.reach();
+        })().finally(() => (this.establishing = null));
+        handover.catch(() => {}); // a failure reaches the next call, which tries again
+        this.establishing = handover;
+        return;
+      }
+    })();
+  }
 }
+
+/**
+ * Whether the database's directory takes a write again, and enough of it: reopening writes the
+ * write-ahead log's content into a table, then a new log; what we append follows.
+ */
+const hasRoom = (dir: string): boolean => {
+  const probe = join(dir, 'queuectl-space-probe.tmp');
+  try {
+    let need = 256 << 10;
+    for (const name of readdirSync(dir)) if (name.endsWith('.log')) need += statSync(join(dir, name)).size;
+    const fd = openSync(probe, 'w', 0o600);
+    try {
+      const zeros = Buffer.alloc(64 << 10);
+      for (let written = 0; written < need; ) written += writeSync(fd, zeros);
+      fsyncSync(fd);
+    } finally {
+      closeSync(fd);
+    }
+    return true;
+  } catch {
+    return false;
+  } finally {
+    rmSync(probe, { force: true });
+  }
+};
 
 export const openQueue = (home: Home, options: ConnectOptions = { serve: false }): Queue => new Queue(home, options);

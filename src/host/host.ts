@@ -228,8 +228,10 @@ export class Host {
       if (!p.claim) return { events: await reported };
       const claiming = this.stopped ? Promise.resolve(null) : this.claimNow(p.workerId);
       const [r, c] = await Promise.allSettled([reported, claiming]);
-      if (c.status === 'rejected') throw c.reason; // a claim error means the log is not writable: so did the report fail
-      if (r.status === 'fulfilled') return { events: r.value, claim: c.value };
+      // A claim that failed after the report was written (its batch came next, and the disk
+      // filled) claimed nothing: the report stands, and the worker's next claim meets the error.
+      if (r.status === 'fulfilled') return { events: r.value, claim: c.status === 'fulfilled' ? c.value : null };
+      if (c.status === 'rejected') throw c.reason;
       if (!isQueuectlError(r.reason)) throw r.reason;
       return { events: [], refused: { code: r.reason.code, message: r.reason.message }, claim: c.value };
     },

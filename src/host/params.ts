@@ -22,7 +22,7 @@ const count = (min: number) => v.pipe(v.number(), v.safeInteger(), v.minValue(mi
 const waitMs = v.pipe(v.number(), v.minValue(0), v.maxValue(MAX_WAIT_MS));
 // no params: what Params<M> calls Record<string, never>
 const nothing = v.strictObject({}) as v.GenericSchema<unknown, Record<string, never>>;
-const output = v.strictObject({ bytes: count(0), kept: count(0), truncated: v.boolean() });
+const output = v.strictObject({ bytes: count(0), kept: count(0), truncated: v.boolean(), error: v.optional(workerText) });
 
 const SCHEMAS = {
   // checkJobSpec: the CLI's rules for a job, so a batch is refused here before any job is read

@@ -107,6 +107,12 @@ export interface CloseOptions {
 export interface Store extends EventLog, Scheduler, ReadModel, Maintenance {
   /** The time decisions are made at (ms epoch). */
   readonly clock: () => number;
+  /**
+   * Called once when a write failed in a way that leaves this store unable to write (a full
+   * disk): it still answers reads; its owner may close it and open the backend again once
+   * writing can work (see Queue.recover).
+   */
+  onUnwritable: (() => void) | null;
   /** Wait for what is being written, then release the backend. */
   close(options?: CloseOptions): Promise<void>;
 }

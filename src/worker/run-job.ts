@@ -3,8 +3,11 @@ import { createWriteStream, mkdirSync, statSync, type WriteStream } from 'node:f
 import { dirname } from 'node:path';
 import type { Readable } from 'node:stream';
 import { fileURLToPath } from 'node:url';
+import { errnoOf, errnoReason } from '../errors.ts';
+import type { OutputInfo } from '../events.ts';
 
-export interface OutputCapture { bytes: number; kept: number; truncated: boolean }
+/** What is known of one output stream of an attempt: as the attempt's event stores it. */
+export type OutputCapture = OutputInfo;
 
 export interface RunJobOptions {
   command: string;             // run through /bin/sh -c
@@ -66,10 +69,18 @@ export function runJob(opts: RunJobOptions): RunningJob {
     return { pid: undefined, done: failed.then((why) => notStartedResult(why, start)), cancel() {}, kill() {} };
   }
   child.on('error', () => {}); // only spawn errors (handled above) are expected; never crash the worker
-  const stdout = capture(child.stdout, opts.stdoutPath, opts.outputLimit);
-  const stderr = capture(child.stderr, opts.stderrPath, opts.outputLimit);
+  let reason: 'timeout' | 'cancel' | 'output' | undefined;
+  let outputError = '';
+  // Its output cannot be kept: this job fails (and only this one), ended like a timeout.
+  const unwritable = (why: string) => {
+    if (reason) return;
+    reason = 'output';
+    outputError = why;
+    terminate();
+  };
+  const stdout = capture(child.stdout, opts.stdoutPath, opts.outputLimit, unwritable);
+  const stderr = capture(child.stderr, opts.stderrPath, opts.outputLimit, unwritable);
 
-  let reason: 'timeout' | 'cancel' | undefined;
   let exited = false, termSent = false, settled = false;
   let timeoutTimer: NodeJS.Timeout | undefined, killTimer: NodeJS.Timeout | undefined;
   let drainTimer: NodeJS.Timeout | undefined;
@@ -123,6 +134,7 @@ export function runJob(opts: RunJobOptions): RunningJob {
       exitCode: code, signal,
       error: reason === 'timeout' ? `timed out after ${+(opts.timeoutMs! / 1000).toFixed(3)}s`
         : reason === 'cancel' ? 'cancelled'
+        : reason === 'output' ? outputError
         : signal ? `killed by ${signal}`
         : code === 127 ? 'exit code 127 (command not found)'
         : code ? `exit code ${code}`
@@ -151,7 +163,12 @@ export function runJob(opts: RunJobOptions): RunningJob {
 function startError(e: unknown, cwd: string): string {
   const code = (e as { code?: string }).code;
   if (code === 'ENOENT' || code === 'ENOTDIR' || code === 'EACCES') {
-    const st = statSync(cwd, { throwIfNoEntry: false });
+    let st;
+    try {
+      st = statSync(cwd, { throwIfNoEntry: false });
+    } catch (err) {
+      return `cwd ${cwd} cannot be reached: ${errnoReason(err, errnoOf(err) ?? 'error')}`; // EACCES or ENOTDIR on the way
+    }
     if (!st) return `cwd ${cwd} does not exist`;
     if (!st.isDirectory()) return `cwd ${cwd} is not a directory`;
   }
@@ -161,28 +178,50 @@ function startError(e: unknown, cwd: string): string {
 // Counts everything, writes only the first `limit` bytes: memory stays bounded whatever the job prints.
 // The file (and its directory) is created on the first byte: most jobs print nothing, and two
 // opens, two closes and a mkdir per job cost more than running `true`.
-function capture(source: Readable, path: string, limit: number): Promise<OutputCapture> {
+// What is kept is what the file system took (a full disk mid-way keeps less than the cap, and
+// says why). A failure to prepare the output (its directory or file cannot be made) is handed
+// to `unwritable`, which ends this job: it never throws, so it never takes the runner, and
+// every other job, down with it.
+function capture(source: Readable, path: string, limit: number, unwritable: (why: string) => void): Promise<OutputCapture> {
   let file: WriteStream | null = null;
+  let failed = false;
   const c: OutputCapture = { bytes: 0, kept: 0, truncated: false };
+  const fail = (e: unknown, preparing: boolean) => {
+    if (failed) return;
+    failed = true;
+    const errno = errnoOf(e);
+    c.error = errno ? errnoReason(e, errno) : String((e as Error)?.message ?? e);
+    if (preparing) unwritable(`cannot write its output in ${dirname(path)}: ${c.error}; the job was stopped`);
+  };
   source.on('data', (chunk: Buffer) => {
-    if (c.kept < limit) {
-      if (!file) {
-        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
-        file = createWriteStream(path, { mode: 0o600 });
-        file.on('error', () => {}); // e.g. disk full: the job's outcome does not depend on its log
-      }
-      const part = chunk.subarray(0, limit - c.kept);
-      file.write(part);
-      c.kept += part.length;
-    }
     c.bytes += chunk.length;
-    c.truncated = c.bytes > c.kept;
+    if (failed || c.kept >= limit) return;
+    if (!file) {
+      try {
+        mkdirSync(dirname(path), { recursive: true, mode: 0o700 });
+        const f = createWriteStream(path, { mode: 0o600 });
+        let opened = false;
+        f.once('open', () => (opened = true));
+        f.on('error', (e) => fail(e, !opened)); // e.g. ENOSPC mid-way: the job's outcome does not depend on its log
+        file = f;
+      } catch (e) {
+        return fail(e, true); // EEXIST/ENOTDIR (a file where its directory should be), EACCES, ENOSPC
+      }
+    }
+    const part = chunk.subarray(0, limit - c.kept);
+    file.write(part);
+    c.kept += part.length; // what was handed over; the file's count replaces it at the end
   });
+  const done = (f: WriteStream | null): OutputCapture => {
+    if (f) c.kept = f.bytesWritten;
+    c.truncated = c.bytes > c.kept;
+    return c;
+  };
   return new Promise((resolve) => {
     source.once('close', () => {
       const f = file as WriteStream | null;
-      if (!f || f.closed) return resolve(c);
-      f.once('close', () => resolve(c));
+      if (!f || f.closed) return resolve(done(f));
+      f.once('close', () => resolve(done(f)));
       f.end();
     });
   });
@@ -196,7 +235,7 @@ const notStartedResult = (why: string, start: number): RunJobResult => {
   };
 };
 
-function notStarted(why: string, start: number): RunningJob {
+export function notStarted(why: string, start = performance.now()): RunningJob {
   return { pid: undefined, done: Promise.resolve(notStartedResult(why, start)), cancel() {}, kill() {} };
 }
 
@@ -323,7 +362,13 @@ if (process.env[RUNNER_ENV] === '1' && process.send) {
   const jobs = new Map<number, RunningJob>();
   process.on('message', (m: ToRunner) => {
     if (m.t === 'run') {
-      const job = runJob(m.opts);
+      let job: RunningJob;
+      try {
+        job = runJob(m.opts);
+      } catch (e) {
+        // One job's failure is that job's alone: this process runs every other job too.
+        job = notStarted(String((e as Error)?.message ?? e).split('\n')[0]!, performance.now());
+      }
       jobs.set(m.id, job);
       if (job.pid !== undefined) send({ t: 'started', id: m.id, pid: job.pid } satisfies FromRunner);
       void job.done.then((result) => {

@@ -9,7 +9,7 @@ import type { AttemptOutput, StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import type { ClaimAnswer } from '../host/host.ts';
-import { type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
+import { notStarted, type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
 import { RUN_TAG, runTag } from '../host/pids.ts';
 
 export interface WorkerOptions {
@@ -25,8 +25,39 @@ export interface WorkerOptions {
 
 const CLAIM_WAIT_MS = 500;
 const HEARTBEAT_MS = 1000;
+/** While the queue cannot be written (a full disk), calls are tried again after 0.2 s, doubling up to 5 s. */
+const RETRY_MIN_MS = 200;
+const RETRY_MAX_MS = 5000;
 
 const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(2))}s`;
+
+/** Errors after which a call is tried again later; any other refusal is final. */
+const TRANSIENT = new Set(['QUEUECTL_ENVIRONMENT', 'QUEUECTL_HOST_LOST', 'QUEUECTL_BUSY']);
+
+/**
+ * Why calls fail, logged once when it starts and once when it ends, whatever the number of
+ * slots and retries: a full disk prints one line, not five a second.
+ */
+class Trouble {
+  private current: { code: string; message: string } | null = null;
+  constructor(private readonly log: (line: string) => void) {}
+
+  failed(e: { code: string; message: string }): void {
+    if (e.message === this.current?.message) return;
+    this.current = { code: e.code, message: e.message };
+    this.log(`${e.message}; retrying`);
+  }
+
+  /** A call succeeded; `wrote`: it appended to the log (a claim that found nothing did not). True when that ends the trouble. */
+  ok(wrote: boolean): boolean {
+    if (this.current === null) return false;
+    const unwritable = this.current.code === 'QUEUECTL_ENVIRONMENT';
+    if (unwritable && !wrote) return false;
+    this.current = null;
+    this.log(unwritable ? 'the log is writable again; carrying on' : 'the queue answers again; carrying on');
+    return true;
+  }
+}
 
 export class WorkerPool {
   readonly workerId = `${hostname()}-${process.pid}-${Math.random().toString(36).slice(2, 6)}`;
@@ -35,8 +66,12 @@ export class WorkerPool {
   private forcedStop: string | null = null;
   private readonly running = new Map<string, { attempt: number; handle: RunningJob }>();
   private heartbeat: NodeJS.Timeout | null = null;
+  private readonly trouble: Trouble;
+  private readonly pausing = new Set<() => void>();
 
-  constructor(private readonly options: WorkerOptions) {}
+  constructor(private readonly options: WorkerOptions) {
+    this.trouble = new Trouble(options.log);
+  }
 
   /** Registers the worker and runs until stop() (or, with drain, until the queue is empty). */
   async run(): Promise<void> {
@@ -44,7 +79,7 @@ export class WorkerPool {
     await queue.call('workerStart', { workerId: this.workerId, pid: process.pid, slots: count });
     this.heartbeat = setInterval(() => void this.beat(), HEARTBEAT_MS);
     try {
-      await Promise.all(Array.from({ length: count }, (_, slot) => this.slot(slot)));
+      await Promise.all(Array.from({ length: count }, () => this.slot()));
     } finally {
       clearInterval(this.heartbeat);
       await queue.call('workerStop', { workerId: this.workerId, reason: 'stopped' }).catch(() => {});
@@ -54,6 +89,7 @@ export class WorkerPool {
   /** First signal: no new claims, running jobs finish. */
   stop(): void {
     this.stopping = true;
+    this.wakeAll();
   }
 
   /**
@@ -63,6 +99,7 @@ export class WorkerPool {
   killRunning(reason: string): void {
     this.stopping = true;
     this.forcedStop = reason;
+    this.wakeAll();
     for (const r of this.running.values()) r.handle.kill();
   }
 
@@ -82,26 +119,31 @@ export class WorkerPool {
     }
   }
 
-  private async slot(slot: number): Promise<void> {
+  private async slot(): Promise<void> {
     const { queue } = this.options;
     // A claim handed back with the previous report is run even if a stop came meanwhile:
     // it is ours now, and running jobs finish. No new claim is asked for once stopping.
     let next: ClaimAnswer | null = null;
+    let delay = RETRY_MIN_MS;
     while (next || !this.stopping) {
       let claim = next;
       next = null;
       if (!claim) {
         try {
           claim = await queue.call('claim', { workerId: this.workerId, waitMs: CLAIM_WAIT_MS });
+          if (this.trouble.ok(claim !== null)) this.wakeAll();
+          // --drain: stop once there is nothing left to do (asked here, so a failure is retried like a claim's)
+          if (!claim && this.options.drain && (await queue.call('idle', {}))) return;
+          delay = RETRY_MIN_MS;
         } catch (e) {
           if (!isQueuectlError(e)) throw e;
-          this.options.log(`slot ${slot}: ${e.message}; retrying`);
-          await new Promise((r) => setTimeout(r, 200));
+          this.trouble.failed(e);
+          await this.pause(delay);
+          delay = Math.min(delay * 2, RETRY_MAX_MS);
           continue;
         }
       }
       if (claim) next = await this.execute(claim);
-      else if (this.options.drain && (await queue.call('idle', {}))) return;
     }
   }
 
@@ -112,7 +154,16 @@ export class WorkerPool {
     // A claim that came back with a report after a forced stop is handed back unstarted.
     if (this.forcedStop !== null) return this.release(job.id, attempt, this.forcedStop, 0, null);
     log(`${job.id} started (attempt ${job.attempts}): ${job.command}`);
-    const handle = (this.options.runJob ?? runJob)({
+    // A job that cannot even be handed to a process (the runner cannot be forked) fails alone:
+    // a throw here would end every slot, and the jobs the others run.
+    const run = (opts: RunJobOptions): RunningJob => {
+      try {
+        return (this.options.runJob ?? runJob)(opts);
+      } catch (e) {
+        return notStarted(String((e as Error)?.message ?? e).split('\n')[0]!);
+      }
+    };
+    const handle = run({
       command: job.command,
       cwd: job.cwd,
       env: { QUEUECTL_JOB_ID: job.id, QUEUECTL_ATTEMPT: String(job.attempts), [RUN_TAG]: runTag(this.workerId, job.id, attempt) },
@@ -134,16 +185,31 @@ export class WorkerPool {
     };
     // Ended by our own forced stop (not by a timeout, or on its own first): not a failed run.
     if (r.cancelled && this.forcedStop !== null) return this.release(job.id, attempt, this.forcedStop, result.durationMs, result.output);
-    try {
-      // The next claim rides on the report (one round trip, one batch) unless we are stopping.
-      const answer = await queue.call('report', { jobId: job.id, workerId: this.workerId, attempt, result, claim: !this.stopping });
-      if (answer.refused) this.notRecorded(job.id, attempt, answer.refused.code, answer.refused.message);
-      else log(describe(job.id, answer.events, r.durationMs));
-      return answer.claim ?? null;
-    } catch (e) {
-      if (!isQueuectlError(e)) throw e;
-      this.notRecorded(job.id, attempt, e.code, e.message);
-      return null;
+    // A result that cannot be recorded now (a full disk) is kept and sent again until it is:
+    // the job ran, and running it again would be wrong. Only a forced stop gives up on it.
+    for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+      try {
+        // The next claim rides on the report (one round trip, one batch) unless we are stopping.
+        const answer = await queue.call('report', { jobId: job.id, workerId: this.workerId, attempt, result, claim: !this.stopping });
+        const { refused } = answer;
+        if (refused && TRANSIENT.has(refused.code) && this.forcedStop === null && !answer.claim) {
+          this.trouble.failed(refused);
+          await this.pause(delay);
+          continue;
+        }
+        if (this.trouble.ok(true)) this.wakeAll();
+        if (answer.refused) this.notRecorded(job.id, attempt, answer.refused.code, answer.refused.message);
+        else log(describe(job.id, answer.events, r.durationMs));
+        return answer.claim ?? null;
+      } catch (e) {
+        if (!isQueuectlError(e)) throw e;
+        if (!TRANSIENT.has(e.code) || this.forcedStop !== null) {
+          this.notRecorded(job.id, attempt, e.code, e.message);
+          return null;
+        }
+        this.trouble.failed(e);
+        await this.pause(delay);
+      }
     }
   }
 
@@ -169,6 +235,24 @@ export class WorkerPool {
         ? `${jobId} ended; its attempt was no longer current (cancelled, or claim expired), so the result was not recorded`
         : `${jobId}: result of attempt ${attempt} not recorded: ${message}`,
     );
+  }
+
+  /** Slots waiting to try again do so now (a signal came, or the trouble is over). */
+  private wakeAll(): void {
+    for (const wake of [...this.pausing]) wake();
+  }
+
+  /** Wait before trying again; a signal, or the end of the trouble, cuts it short. */
+  private pause(ms: number): Promise<void> {
+    return new Promise((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.pausing.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.pausing.add(done);
+    });
   }
 }
 

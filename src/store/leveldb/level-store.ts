@@ -42,6 +42,13 @@ export class LevelStore implements Store {
   private tasks: SerialTask[] = [];
   private draining = false;
 
+  set onUnwritable(hook: (() => void) | null) {
+    this.log.onUnwritable = hook;
+  }
+  get onUnwritable(): (() => void) | null {
+    return this.log.onUnwritable;
+  }
+
   private constructor(log: LogStore, clock: () => number) {
     this.log = log;
     this.clock = clock;
@@ -122,6 +129,9 @@ export class LevelStore implements Store {
   }
 
   private async decideAndStage(ids: readonly string[], decide: Decider): Promise<Staged> {
+    // After a failed write the in-memory mirrors may hold what never became durable (a refused
+    // enqueue's jobs in the runnable queue): decide nothing until the store is reopened.
+    this.log.checkWritable();
     const now = this.clock();
     const views = await this.log.getManyThrough<JobView>('jobs', ids);
     const jobs = new Map(ids.map((id, i) => [id, views[i]]));
@@ -139,6 +149,7 @@ export class LevelStore implements Store {
 
   async claimNext(decide: (jobId: string) => Decider): Promise<Committed | null> {
     const staged = await this.serial(async () => {
+      this.log.checkWritable();
       const queue = await this.runnableQueue();
       const id = queue.next(this.clock());
       if (id === null) return null;

@@ -1,6 +1,6 @@
 // Opening a data directory's LevelDB store, for the process that becomes the host. Small and
 // loaded with connect.ts: classic-level and the store's code are loaded only when called.
-import { QueuectlError } from '../../errors.ts';
+import { environmentError, QueuectlError } from '../../errors.ts';
 import type { Store } from '../port.ts';
 import { asDamage, inspectDatabase } from './leveldb-files.ts';
 
@@ -32,13 +32,17 @@ export const openLevelBackend = async <T>(dir: string, shown: string, meanwhile:
     const e = failed.e;
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     if (cause?.code === 'LEVEL_LOCKED') throw cause;
-    throw asDamage(e, shown) ?? new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${shown}: ${cause?.message ?? (e as Error).message}`);
+    throw (
+      asDamage(e, shown) ??
+      environmentError(cause ?? e, 'open the queue database in', shown) ?? // ENOSPC, EACCES, EROFS
+      new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${shown}: ${cause?.message ?? (e as Error).message}`)
+    );
   }
   const [{ LevelStore }, extra] = loaded;
   try {
     return [await LevelStore.open(db as never), extra];
   } catch (e) {
     await db.close();
-    throw asDamage(e, shown) ?? e;
+    throw asDamage(e, shown) ?? environmentError(e, 'open the queue database in', shown) ?? e; // its first writes: format, catch-up
   }
 };

@@ -5,12 +5,12 @@
 // write is in flight go together in the next batch (group commit); each staging caller awaits
 // its own batch. Decisions read through the staged-but-unwritten changes (the overlay), so a
 // command decided while an earlier one is still being written sees its effects.
-import { QueuectlError } from '../../errors.ts';
+import { environmentError, isQueuectlError, QueuectlError } from '../../errors.ts';
 import { EVENT_SCHEMA_VERSION, type EventData, jobIdOf, type StoredEvent, upcast } from '../../events.ts';
 import type { JobView } from '../../domain/types.ts';
 import type { Projection } from '../../../projections/index.ts';
 import { DELETED, fold, type KeySpace, type Target } from '../fold.ts';
-import { diffSublevels } from './diff.ts';
+import { diffSorted, memoryReader, sublevelReader } from './diff.ts';
 import { type AnyLevel, opts, posKey, type Sub, streamKey } from './keys.ts';
 import { damaged, writeWalEnd } from './leveldb-files.ts';
 
@@ -89,6 +89,11 @@ export class LogStore {
    * updates the keys cached, so the cache never lags the disk.
    */
   private readonly cache = new Map<string, unknown>();
+  /**
+   * Why this handle may write no more. A failed write can leave a torn record at the end of
+   * LevelDB's write-ahead log, and a record written after it in the same block would be lost
+   * when the log is next recovered: only a reopen (a new write-ahead log) may write again.
+   */
   private broken: unknown = null;
   private listeners = new Set<(events: StoredEvent[]) => void>();
   /** Position of the last staged event (committed or not). */
@@ -160,8 +165,15 @@ export class LogStore {
 
   // ---- writing ----------------------------------------------------------------------------
 
+  /** Throws when this handle may write no more (see `broken`): nothing is to be decided then. */
+  checkWritable(): void {
+    if (this.broken) {
+      throw isQueuectlError(this.broken) ? new QueuectlError(this.broken.code, this.broken.message) : new QueuectlError('QUEUECTL_FAILED', `the log cannot be written: ${String(this.broken)}; restart queuectl`);
+    }
+  }
+
   private batch(): Batch {
-    if (this.broken) throw new QueuectlError('QUEUECTL_FAILED', `the log cannot be written: ${String(this.broken)}; restart queuectl`);
+    this.checkWritable();
     this.open ??= newBatch();
     return this.open;
   }
@@ -308,10 +320,10 @@ export class LogStore {
       },
       (err: unknown) => {
         // The overlay no longer matches the disk: refuse everything from here on.
-        this.broken = err;
+        const failure = this.fail(err);
         this.inFlight = null;
-        batch.reject(err);
-        this.open?.reject(err);
+        batch.reject(failure);
+        this.open?.reject(failure);
         this.open = null;
       },
     );
@@ -328,9 +340,26 @@ export class LogStore {
       if (value === DELETED) batch.del(key);
       else batch.put(key, JSON.stringify(value));
     }
-    return batch.write(opts({ sync })).then(() => {
-      this.wrote = true;
-    });
+    return batch.write(opts({ sync })).then(
+      () => {
+        this.wrote = true;
+      },
+      (err: unknown) => {
+        throw this.fail(err);
+      },
+    );
+  }
+
+  /** Called once when this handle stops writing (see connect.ts: a host then reopens the database). */
+  onUnwritable: (() => void) | null = null;
+
+  /** Stop writing: a full disk or a permission is the environment's (QUEUECTL_ENVIRONMENT, exit 1), anything else stays as it is. */
+  private fail(err: unknown): unknown {
+    if (this.broken === null) {
+      this.broken = environmentError(err, 'write the log in', (this.db as { location?: string }).location ?? 'the database') ?? err;
+      this.onUnwritable?.();
+    }
+    return this.broken;
   }
 
   /** Wait until everything staged so far is durable. */
@@ -408,9 +437,11 @@ export class LogStore {
   /**
    * Fold events [from, committed] into `targets`. Writes go out in chunks with the checkpoint
    * (when `scratch` is false), so an interrupted catch-up resumes where it stopped (a rebuild
-   * starts again from scratch: it forgets the versions first).
+   * starts again from scratch: it forgets the versions first). A `scratch` replay (verify)
+   * that fits in memory writes nothing and leaves its result in `scratch.inMemory`: verify
+   * then answers on a full disk, and never breaks the store with a failed write.
    */
-  private async replayInto(targets: readonly Target[], from: number, fresh: boolean, scratch = false, before: Promise<void> = Promise.resolve()): Promise<number> {
+  private async replayInto(targets: readonly Target[], from: number, fresh: boolean, scratch: false | { inMemory: Map<string, unknown> | null } = false, before: Promise<void> = Promise.resolve()): Promise<number> {
     const { chunk: CHUNK, flush: FLUSH, cacheMax } = this.replay;
     let cache = new Map<string, unknown>();
     let dirty: Ops = new Map();
@@ -437,6 +468,10 @@ export class LogStore {
     const persisted = new Set<string>();
     let writing: Promise<void> = before;
     const flushChunk = async () => {
+      if (scratch && fresh) {
+        if (cache.size <= cacheMax) return void (dirty = new Map());
+        dirty = new Map([...cache].filter(([, v]) => v !== DELETED)); // it no longer fits: all of it to disk, and on from there
+      }
       if (!scratch) dirty.set(`${this.meta.prefix}checkpoint`, last);
       if (fresh) {
         for (const [k, v] of dirty) {
@@ -481,6 +516,7 @@ export class LogStore {
       await writing.catch(() => {}); // never leave a write running behind a failure
     }
     await writing;
+    if (scratch && fresh) scratch.inMemory = cache;
     return count;
   }
 
@@ -509,8 +545,7 @@ export class LogStore {
       // whose open rebuilds them (their versions were forgotten above). Nothing may still be
       // clearing or writing behind the refusal.
       await clearing.catch(() => {});
-      this.broken = err;
-      throw err;
+      throw this.fail(err);
     }
     await this.db.batch(
       [
@@ -528,11 +563,13 @@ export class LogStore {
     const targets = this.projections.map((p) => [p, this.db.sublevel(`v-${p.name}`, { valueEncoding: 'json' }) as Sub] as const);
     await this.clear(targets.map(([, s]) => s));
     const upTo = this.committed;
-    const events = await this.replayInto(targets.map(([p, sub]) => [p, sub.prefix] as const), 0, true, true);
+    const scratch: { inMemory: Map<string, unknown> | null } = { inMemory: null };
+    const events = await this.replayInto(targets.map(([p, sub]) => [p, sub.prefix] as const), 0, true, scratch);
     const differences: string[] = [];
     try {
-      for (const [p, scratch] of targets) {
-        await diffSublevels(this.subs.get(p.name)!, scratch, (key, stored, rebuilt) => {
+      for (const [p, sub] of targets) {
+        const rebuilt = scratch.inMemory ? memoryReader(scratch.inMemory, sub.prefix) : sublevelReader(sub);
+        await diffSorted(sublevelReader(this.subs.get(p.name)!), rebuilt, (key, stored, rebuilt) => {
           if (differences.length < limit) differences.push(`${p.name}/${key}: stored ${JSON.stringify(stored)} but the log gives ${JSON.stringify(rebuilt)}`);
           else if (differences.length === limit) differences.push('...');
         });
@@ -583,3 +620,4 @@ export class LogStore {
     }
   }
 }
+
