@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'QUEUECTL_HOST_LOST'
   | 'QUEUECTL_BUSY'
   | 'QUEUECTL_TIMEOUT'
+  | 'QUEUECTL_DATABASE_UNAVAILABLE'
   | 'QUEUECTL_FAILED';
 
 const USAGE_CODES = new Set<ErrorCode>([
