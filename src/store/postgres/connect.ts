@@ -5,11 +5,13 @@
 // Every failure to reach the server becomes one line, QUEUECTL_DATABASE_UNAVAILABLE (exit 1),
 // naming the host and port and never the password, whatever the driver or TLS put in theirs.
 import { readFileSync } from 'node:fs';
-import type { Options, PostgresType, Sql } from 'postgres';
+import type { Options, PostgresType, Sql, TransactionSql } from 'postgres';
 import { QueuectlError } from '../../errors.ts';
 import { type DatabaseTarget, redact, serverName } from './url.ts';
 
 export type { Sql, TransactionSql } from 'postgres';
+/** A connection pool or an open transaction: what a function that only queries needs. */
+export type Queryable = Sql | TransactionSql;
 
 export interface ConnectOptions {
   /** pool size; a LISTEN takes one more connection of its own */
