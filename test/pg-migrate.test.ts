@@ -83,8 +83,8 @@ test(`${PROCESSES} processes migrating at once: one schema, one row per migratio
   await withSql(url, async (sql) => {
     const rows = await sql.unsafe<{ version: number }[]>(`select version from "${schema}".schema_migrations order by version`);
     assert.equal(rows.map((r) => r.version), MIGRATIONS.map((m) => m.version));
-    const [head] = await sql.unsafe<{ pos: string }[]>(`select pos from "${schema}".log_head`);
-    assert.is(Number(head!.pos), 0, 'the head row exists once, at 0');
+    const heads = await sql.unsafe<{ next_pos: string }[]>(`select next_pos from "${schema}".log_head`);
+    assert.equal(heads.map((h) => Number(h.next_pos)), [0], 'the head row exists once, at 0');
     assert.ok((await tablesIn(sql, schema)).includes('events'));
     await sql.unsafe(`drop schema "${schema}" cascade`);
   });

@@ -3,7 +3,8 @@
 // connection's search_path is the queue's schema (connect.ts), and migrate.ts sets it too.
 //
 // Choices (README, "Many machines", says them for users):
-//  - Global positions come from a one-row head counter (`log_head`) updated in the appending
+//  - Global positions (from 0, as with LevelDB) come from a one-row head counter (`log_head`,
+//    the next position to give) updated in the appending
 //    transaction, as the last lock it takes: appending transactions commit in position
 //    order, so a reader of `events` by position never sees a later event before an earlier
 //    one is visible (a bigserial alone commits out of order and makes readers skip). The
@@ -33,12 +34,12 @@ export const MIGRATIONS: readonly Migration[] = [
     sql: `
 create table log_head (
   only_row boolean primary key default true check (only_row),
-  pos bigint not null check (pos >= 0)
+  next_pos bigint not null check (next_pos >= 0)
 ) with (fillfactor = 10, autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000);
-insert into log_head (pos) values (0);
+insert into log_head (next_pos) values (0);
 
 create table events (
-  pos bigint primary key check (pos > 0),
+  pos bigint primary key check (pos >= 0),
   at bigint not null,
   type text not null,
   job_id text,

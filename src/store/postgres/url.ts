@@ -37,8 +37,11 @@ export const DEFAULT_CONNECT_TIMEOUT_S = 5;
 
 const SSL_MODES: readonly SslMode[] = ['disable', 'allow', 'prefer', 'require', 'verify-ca', 'verify-full'];
 const PARAMETERS = ['schema', 'sslmode', 'sslrootcert', 'sslcert', 'sslkey', 'connect_timeout', 'application_name', 'host', 'port', 'user', 'password', 'dbname'];
-/** Lowercase so that it never needs quoting; pg_ names are reserved by PostgreSQL. */
-const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,62}$/;
+/**
+ * Lowercase so that it never needs quoting; pg_ names are reserved by PostgreSQL; at most 54
+ * characters so that the NOTIFY channel `queuectl_<schema>` fits PostgreSQL's 63.
+ */
+const SCHEMA_NAME = /^[a-z_][a-z0-9_]{0,53}$/;
 
 /** Where a URL came from, as the user would name it in an error. */
 export type UrlSource = '--database-url' | 'QUEUECTL_DATABASE_URL';
@@ -94,7 +97,7 @@ export const parseDatabaseUrl = (text: string, source: UrlSource): DatabaseTarge
 
   const schema = params.get('schema') ?? DEFAULT_SCHEMA;
   if (!SCHEMA_NAME.test(schema) || schema.startsWith('pg_')) {
-    bad(`?schema= takes a name of lowercase letters, digits and _ (not starting with a digit or pg_, at most 63), got '${schema}'`);
+    bad(`?schema= takes a name of lowercase letters, digits and _ (not starting with a digit or pg_, at most 54), got '${schema}'`);
   }
   const sslmode = (params.get('sslmode') ?? 'prefer') as SslMode;
   if (!SSL_MODES.includes(sslmode)) bad(`?sslmode= takes one of ${SSL_MODES.join(', ')}, got '${sslmode}'`);
