@@ -6,7 +6,7 @@
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { EventData, StoredEvent } from '../src/events.ts';
-import type { Sql } from '../src/store/postgres/connect.ts';
+import { IDLE_IN_TRANSACTION_MS, type Sql } from '../src/store/postgres/connect.ts';
 import { appendEvents, follow, logHead, type NewEvent, readEvents, readEventsPage, readStream } from '../src/store/postgres/log.ts';
 import { freshQueue, withPostgres } from './helpers/postgres.ts';
 
@@ -40,6 +40,10 @@ const until = async (what: string, check: () => boolean | Promise<boolean>, ms =
 /** Is some other session of this test waiting for a lock (the head) right now? */
 const someoneWaitsForALock = async (sql: Sql) =>
   (await sql`select 1 from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock' and pid <> pg_backend_pid()`).length > 0;
+
+/** Has some session updated the head in a transaction still open? */
+const someoneHoldsTheHead = async (sql: Sql) =>
+  (await sql`select 1 from pg_locks l join pg_class c on c.oid = l.relation where c.relname = 'log_head' and l.mode = 'RowExclusiveLock' and l.granted`).length > 0;
 
 test('the trap, shown: with a bigserial, a reader that reads past an open transaction skips its event', async () => {
   const server = pg();
@@ -80,7 +84,7 @@ test('the head: a transaction that took positions early and commits late holds l
       await late.opened;
     });
     slow.catch(() => {}); // awaited below; a failed assertion before that must not crash the run
-    await until('the slow append to hold the head', async () => (await sql`select 1 from pg_locks l join pg_class c on c.oid = l.relation where c.relname = 'log_head' and l.mode = 'RowExclusiveLock' and l.granted`).length > 0);
+    await until('the slow append to hold the head', () => someoneHoldsTheHead(sql));
     const fast = sql.begin((tx) => appendEvents(tx, q.schema, [enqueued('fast')]));
     fast.catch(() => {});
     await until('the fast append to wait for the head', () => someoneWaitsForALock(sql));
@@ -92,6 +96,33 @@ test('the head: a transaction that took positions early and commits late holds l
     assert.is(await logHead(sql), 1);
   } finally {
     late.open();
+    await q.drop();
+  }
+});
+
+test('a process stalled inside an appending transaction is cut off by the server, and the head moves on', async () => {
+  const server = pg();
+  if (!server) return;
+  const q = await freshQueue(server, 't_log');
+  const stalled = await q.connect(1);
+  const other = await q.connect(1);
+  try {
+    const [setting] = await other<{ value: string }[]>`select current_setting('idle_in_transaction_session_timeout') as value`;
+    assert.is(setting!.value, `${IDLE_IN_TRANSACTION_MS / 1000}s`, 'every queuectl session has the timeout');
+    const never = new Promise<void>(() => {}); // a process stopped (SIGSTOP) or cut off: the transaction never ends
+    const stuck = stalled.begin(async (tx) => {
+      await tx`set local idle_in_transaction_session_timeout = '300ms'`; // the same rule, sooner
+      await appendEvents(tx, q.schema, [enqueued('stalled')]);
+      await never;
+    });
+    stuck.catch(() => {});
+    await until('the stalled append to hold the head', () => someoneHoldsTheHead(other));
+    const began = performance.now();
+    await other.begin((tx) => appendEvents(tx, q.schema, [enqueued('next')]));
+    const waited = performance.now() - began;
+    assert.ok(waited >= 150 && waited < 5_000, `the next append waited for the cut (${waited.toFixed(0)} ms)`);
+    assert.equal((await readEventsPage(other, 0, 10)).map((e) => [e.pos, idOf(e)]), [[0, 'next']], 'the stalled transaction left nothing, not even a gap');
+  } finally {
     await q.drop();
   }
 });

@@ -53,6 +53,9 @@ const tlsOptions = (target: DatabaseTarget): Options<Record<string, PostgresType
   }
 };
 
+/** ms; the server shows it as '10s' */
+export const IDLE_IN_TRANSACTION_MS = 10_000;
+
 /** The driver's options for a target: the parts, never the URL (see url.ts). */
 export const clientOptions = (target: DatabaseTarget, options: ConnectOptions = {}): Options<Record<string, PostgresType>> => ({
   ...(target.host.startsWith('/') ? { path: `${target.host}/.s.PGSQL.${target.port}` } : { host: target.host }),
@@ -65,8 +68,10 @@ export const clientOptions = (target: DatabaseTarget, options: ConnectOptions = 
   max: options.max ?? 4,
   onnotice: () => {}, // "schema already exists, skipping" and the like are not for users
   // the tables live in the queue's schema; nothing else is searched, so an unqualified name
-  // never finds a table of the same name in public
-  connection: { application_name: target.applicationName, search_path: target.schema },
+  // never finds a table of the same name in public. A process stopped or cut off inside a
+  // transaction would hold the log's head, and with it every machine's appends: the server
+  // ends such a session after IDLE_IN_TRANSACTION_MS (queuectl's transactions take milliseconds).
+  connection: { application_name: target.applicationName, search_path: target.schema, idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS },
 });
 
 /**
