@@ -35,20 +35,24 @@ export const eventsChannel = (schema: string): string => `queuectl_${schema}`;
 
 /**
  * Append `events` in the caller's transaction: take the next positions from the head, insert
- * the events, and NOTIFY the queue's readers (delivered at commit, not before). One round trip
- * for the head, one for the rest. Returns the events as stored.
+ * the events, and NOTIFY the queue's readers (delivered at commit, not before). One statement,
+ * one round trip: the head is held from here to the commit, so every round trip saved here is
+ * time every other appender waits less. Returns the events as stored.
  */
 export const appendEvents = async (tx: TransactionSql, schema: string, events: readonly NewEvent[]): Promise<StoredEvent[]> => {
   if (events.length === 0) return [];
-  const [head] = await tx<{ first: string }[]>`update log_head set next_pos = next_pos + ${events.length} returning next_pos - ${events.length} as first`;
+  const rows = events.map((e, i) => ({ i, at: e.at, type: e.data.type, job_id: jobIdOf(e.data), data: e.data }));
+  const [head] = await tx<{ first: string }[]>`
+    with head as (
+      update log_head set next_pos = next_pos + ${events.length} returning next_pos - ${events.length} as first
+    ), appended as (
+      insert into events (pos, at, type, job_id, v, data)
+      select head.first + e.i, e.at, e.type, e.job_id, ${EVENT_SCHEMA_VERSION}, e.data
+      from head, jsonb_to_recordset(${tx.json(rows as never)}) as e(i bigint, at bigint, type text, job_id text, data jsonb)
+    )
+    select first, pg_notify(${eventsChannel(schema)}, (first + ${events.length - 1})::text) from head`;
   const first = Number(head!.first);
-  const rows = events.map((e, i) => ({ pos: first + i, at: e.at, type: e.data.type, job_id: jobIdOf(e.data), v: EVENT_SCHEMA_VERSION, data: e.data }));
-  await tx`
-    insert into events (pos, at, type, job_id, v, data)
-    select pos, at, type, job_id, v, data
-    from jsonb_to_recordset(${tx.json(rows as never)}) as e(pos bigint, at bigint, type text, job_id text, v smallint, data jsonb)`;
-  await tx`select pg_notify(${eventsChannel(schema)}, ${String(first + events.length - 1)})`;
-  return rows.map((r) => ({ ...r.data, pos: r.pos, at: r.at, v: r.v }) as StoredEvent);
+  return events.map((e, i) => ({ ...e.data, pos: first + i, at: e.at, v: EVENT_SCHEMA_VERSION }) as StoredEvent);
 };
 
 /** Up to `limit` events from position `from` on, in position (= commit) order. */
