@@ -19,6 +19,7 @@ export type ErrorCode =
   | 'QUEUECTL_TIMEOUT'
   | 'QUEUECTL_DAMAGED'
   | 'QUEUECTL_ENVIRONMENT'
+  | 'QUEUECTL_DATABASE_UNAVAILABLE'
   | 'QUEUECTL_FAILED';
 
 const USAGE_CODES = new Set<ErrorCode>([

@@ -1,0 +1,147 @@
+// Opening the database a URL names, with the `postgres` client (porsager; README, "Many
+// machines", says why that one). The client is imported here, on first use, so a command that
+// does not use PostgreSQL never loads it.
+//
+// Every failure to reach the server becomes one line, QUEUECTL_DATABASE_UNAVAILABLE (exit 1),
+// naming the host and port and never the password, whatever the driver or TLS put in theirs.
+import { readFileSync } from 'node:fs';
+import type { Options, PostgresType, Sql, TransactionSql } from 'postgres';
+import { QueuectlError } from '../../errors.ts';
+import { type DatabaseTarget, redact, serverName } from './url.ts';
+
+export type { Sql, TransactionSql } from 'postgres';
+/** A connection pool or an open transaction: what a function that only queries needs. */
+export type Queryable = Sql | TransactionSql;
+
+export interface ConnectOptions {
+  /** pool size; a LISTEN takes one more connection of its own */
+  max?: number;
+}
+
+const readFile = (path: string, what: string): Buffer => {
+  try {
+    return readFileSync(path);
+  } catch (e) {
+    throw new QueuectlError('QUEUECTL_INVALID_INPUT', `the database URL's ${what} file ${path} cannot be read (${(e as NodeJS.ErrnoException).code ?? 'error'})`);
+  }
+};
+
+/**
+ * libpq's sslmode, in terms of Node's TLS: `require` encrypts without checking the
+ * certificate (unless a root certificate is given: then libpq checks the chain, and so do
+ * we), `verify-ca` checks the chain, `verify-full` the chain and the host name.
+ */
+const tlsOptions = (target: DatabaseTarget): Options<Record<string, PostgresType>>['ssl'] => {
+  const files = {
+    ...(target.sslrootcert === null ? {} : { ca: readFile(target.sslrootcert, 'sslrootcert') }),
+    ...(target.sslcert === null ? {} : { cert: readFile(target.sslcert, 'sslcert') }),
+    ...(target.sslkey === null ? {} : { key: readFile(target.sslkey, 'sslkey') }),
+  };
+  const mode = target.sslmode === 'require' && target.sslrootcert !== null ? 'verify-ca' : target.sslmode;
+  switch (mode) {
+    case 'disable':
+      return false;
+    case 'allow':
+    case 'prefer':
+      return 'prefer'; // the driver encrypts when the server offers it, without checking the certificate
+    case 'require':
+      return Object.keys(files).length === 0 ? 'require' : { ...files, rejectUnauthorized: false };
+    case 'verify-ca':
+      return { ...files, rejectUnauthorized: true, checkServerIdentity: () => undefined };
+    case 'verify-full':
+      return { ...files, rejectUnauthorized: true };
+  }
+};
+
+/** ms; the server shows it as '10s' */
+export const IDLE_IN_TRANSACTION_MS = 10_000;
+
+/** The driver's options for a target: the parts, never the URL (see url.ts). */
+export const clientOptions = (target: DatabaseTarget, options: ConnectOptions = {}): Options<Record<string, PostgresType>> => ({
+  ...(target.host.startsWith('/') ? { path: `${target.host}/.s.PGSQL.${target.port}` } : { host: target.host }),
+  port: target.port,
+  database: target.database,
+  ...(target.user === '' ? {} : { username: target.user }),
+  ...(target.password === '' ? {} : { password: target.password }),
+  ssl: tlsOptions(target),
+  connect_timeout: target.connectTimeout,
+  max: options.max ?? 4,
+  onnotice: () => {}, // "schema already exists, skipping" and the like are not for users
+  // the tables live in the queue's schema; nothing else is searched, so an unqualified name
+  // never finds a table of the same name in public. A process stopped or cut off inside a
+  // transaction would hold the log's head, and with it every machine's appends: the server
+  // ends such a session after IDLE_IN_TRANSACTION_MS (queuectl's transactions take milliseconds).
+  connection: { application_name: target.applicationName, search_path: target.schema, idle_in_transaction_session_timeout: IDLE_IN_TRANSACTION_MS },
+});
+
+/**
+ * Connect, and prove it with one round trip, so that an unreachable server is reported here
+ * (within connect_timeout) and not by the first real query.
+ */
+export const connect = async (target: DatabaseTarget, options: ConnectOptions = {}): Promise<Sql> => {
+  const { default: postgres } = await import('postgres');
+  const sql = postgres(clientOptions(target, options));
+  try {
+    await sql`select 1`;
+    return sql;
+  } catch (e) {
+    await sql.end({ timeout: 0 }).catch(() => {});
+    throw databaseError(e, target);
+  }
+}
+
+/** Node's and the driver's codes for a connection that could not be made or was lost. */
+const CONNECTION_CODES: Record<string, string> = {
+  ECONNREFUSED: 'connection refused (is the server running and listening on that address?)',
+  ECONNRESET: 'the connection was reset',
+  EHOSTUNREACH: 'host unreachable',
+  ENETUNREACH: 'network unreachable',
+  ETIMEDOUT: 'the connection timed out',
+  ENOTFOUND: 'host name not found',
+  EAI_AGAIN: 'host name lookup failed',
+  ENOENT: 'no server socket there',
+  EACCES: 'permission denied',
+  CONNECTION_CLOSED: 'the server closed the connection',
+  CONNECTION_ENDED: 'the connection was ended',
+  CONNECTION_DESTROYED: 'the connection was dropped',
+};
+
+/**
+ * SQLSTATEs of a server that cannot take us now or will not let us in: connection exceptions
+ * (08), shutting down or starting (57P01-57P03), too many connections (53300), refused login
+ * (28), no such database (3D000).
+ */
+const isServerUnavailable = (sqlState: string): boolean =>
+  sqlState.startsWith('08') || sqlState.startsWith('28') || ['57P01', '57P02', '57P03', '53300', '3D000'].includes(sqlState);
+
+/** Is this error the database being out of reach (as opposed to a query that failed)? */
+export const isUnavailable = (e: unknown): boolean => {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  if (code in CONNECTION_CODES || code === 'CONNECT_TIMEOUT') return true;
+  if ((e as Error).name === 'PostgresError') return isServerUnavailable(code);
+  return /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_)/.test(code);
+};
+
+/**
+ * A driver error as one line a user can act on. The database being out of reach is
+ * QUEUECTL_DATABASE_UNAVAILABLE (exit 1); anything else is a failed operation (QUEUECTL_FAILED).
+ * The password is masked in either, whatever the original message held.
+ */
+export const databaseError = (e: unknown, target: DatabaseTarget): QueuectlError => {
+  if (e instanceof QueuectlError) return e;
+  const code = (e as { code?: unknown } | null)?.code;
+  const message = e instanceof Error ? e.message : String(e);
+  const where = `PostgreSQL at ${serverName(target)}`;
+  const line = (text: string) => redact(text, target).replace(/\s*\n\s*/g, ' ');
+  if (!isUnavailable(e)) return new QueuectlError('QUEUECTL_FAILED', line(`${where} failed: ${message}`));
+  const reason =
+    code === 'CONNECT_TIMEOUT'
+      ? `no answer within ${target.connectTimeout} s (raise ?connect_timeout= if the server is slow to answer)`
+      : typeof code === 'string' && code in CONNECTION_CODES
+        ? CONNECTION_CODES[code]!
+        : (e as Error).name === 'PostgresError'
+          ? message
+          : `TLS: ${message} (sslmode=${target.sslmode})`;
+  return new QueuectlError('QUEUECTL_DATABASE_UNAVAILABLE', line(`cannot use ${where}: ${reason}`));
+};
