@@ -8,6 +8,7 @@ import * as admin from './cli/admin.ts';
 import * as jobs from './cli/jobs.ts';
 import { typedOptionValues } from './cli/context.ts';
 import { oneLine } from './cli/escape.ts';
+import { showPaths } from './home.ts';
 import { worker } from './cli/worker.ts';
 import { exitsWithStdout } from './cli/context.ts';
 
@@ -135,7 +136,7 @@ const main = async (): Promise<void> => {
 const report = (e: unknown): void => {
   if (process.env.QUEUECTL_DEBUG === '1') console.error(e);
   if (isQueuectlError(e)) {
-    process.stderr.write(`queuectl: ${oneLine(e.message)}\n`);
+    process.stderr.write(`queuectl: ${oneLine(showPaths(e.message))}\n`);
     process.exitCode = e instanceof QueuectlError ? e.exitCode : 1;
   } else if ((e as Error)?.name === 'CACError') {
     const message = oneLine((e as Error).message).replace(/`/g, "'").replace(/^Unknown option '-(\d[\d.]*)'$/, "negative number '-$1' where none is allowed");

@@ -44,6 +44,14 @@ export const privateUmask = (): number => (startUmask ??= process.umask(0o077));
 
 /** Real path of a data directory -> its open handle: one per directory for the life of the process. */
 const handles = new Map<string, number>();
+/** An open handle -> the data directory as the user named it: what messages show. */
+const named = new Map<number, string>();
+
+/**
+ * A text (an error, a job's last_error) with the paths reached through a data directory's
+ * handle (/proc/self/fd/<fd>/...) shown as the user named them.
+ */
+export const showPaths = (text: string): string => text.replace(/\/proc\/self\/fd\/(\d+)/g, (path, fd: string) => named.get(Number(fd)) ?? path);
 
 /**
  * Open the data directory (created 0700 on first use) and refuse it, with one line naming the
@@ -65,6 +73,7 @@ const bindHome = (home: Home): Home => {
   if (fd === undefined) {
     fd = openDataDir(real, home.dir);
     handles.set(real, fd);
+    named.set(fd, home.dir);
   }
   const st = fstatSync(fd);
   checkOwnership(home.dir, st, 'data directory');
@@ -130,7 +139,7 @@ const checkedParent = (dir: string): string => {
       continue;
     }
     const above = `the folder ${folder} above the data directory ${dir}`;
-    if (!st.isDirectory()) throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `${dir} is not a directory: ${folder} is a file; point --home (or QUEUECTL_HOME) at a directory`);
+    if (!st.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, '${folder}'`), { code: 'ENOTDIR' }); // as the system would say: an environment error (prepareHome)
     if (st.uid !== 0 && st.uid !== uid) {
       throw unsafe(`${above} belongs to another user (uid ${st.uid}), who could swap the data directory; use a data directory under folders that only you or root can change (--home)`);
     }

@@ -7,6 +7,7 @@
 import { chmodSync, rmSync } from 'node:fs';
 import { createServer, type Socket } from 'node:net';
 import { isQueuectlError } from '../errors.ts';
+import { showPaths } from '../home.ts';
 import type { Host, Method } from './host.ts';
 import { type Hello, MAX_MESSAGE_BYTES, PROTOCOL_VERSION, type Request, readLines, send } from './protocol.ts';
 
@@ -87,8 +88,10 @@ export const serve = async (host: Host, socketPath: string, limits: ServeLimits 
 
 /** A backend's error a user can act on (LevelDB: damage and the way back) goes out explained. */
 const refusal = (host: Host, e: unknown): { code: string; message: string } => {
-  if (isQueuectlError(e)) return { code: e.code, message: e.message };
-  return host.explain(e)?.toJSON() ?? { code: 'QUEUECTL_FAILED', message: String((e as Error)?.message ?? e) };
+  // paths reached through this process's handle on the data directory, as the user named them
+  if (isQueuectlError(e)) return { code: e.code, message: showPaths(e.message) };
+  const explained = host.explain(e);
+  return explained ? { code: explained.code, message: showPaths(explained.message) } : { code: 'QUEUECTL_FAILED', message: showPaths(String((e as Error)?.message ?? e)) };
 };
 
 const handleConnection = (

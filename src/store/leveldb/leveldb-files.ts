@@ -9,7 +9,7 @@
 // long-running host): microseconds after a short command, a few ms once after a busy host.
 import { readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { QueuectlError } from '../../errors.ts';
+import { errnoOf, QueuectlError } from '../../errors.ts';
 
 /** Where queuectl notes, at each clean close, how its write-ahead log ended (see checkWalEnd). */
 export const WAL_END_FILE = 'QUEUECTL_WAL_END';
@@ -22,6 +22,7 @@ export const damaged = (dir: string, what: string): QueuectlError =>
 
 /** A LevelDB error that means its files are damaged (rather than locked, or not permitted). */
 export const asDamage = (e: unknown, dir: string): QueuectlError | null => {
+  if (errnoOf(e) !== null) return null; // a full disk, a permission: the environment, not damage
   const err = e as { message?: string; cause?: { message?: string } } | null;
   const message = [err?.message, err?.cause?.message].filter(Boolean).join(': ');
   const m = /(Corruption: .*|IO error: .*\.(?:ldb|sst|log)\b.*)$/m.exec(message);
