@@ -14,12 +14,13 @@ import { benches as latency } from './latency.ts';
 import { type Bench, type Context, ensureBuilt, fmtMs, killChildren, makeTmp, now, removeDir, type Result } from './lib.ts';
 import { benches as memory } from './memory.ts';
 import { benches as peers } from './peers.ts';
+import { benches as pgMulti } from './pg-multi.ts';
 import { benches as pgQueue } from './pg-queue.ts';
 import { benches as replay } from './replay.ts';
 import { benches as throughput } from './throughput.ts';
 
 /** In the order they run; each lists the rows it measures. */
-const BENCHES: Bench[] = [...enqueue, ...throughput, ...disk, ...latency, ...cliLatency, ...replay, ...memory, ...pgQueue, ...peers];
+const BENCHES: Bench[] = [...enqueue, ...throughput, ...disk, ...latency, ...cliLatency, ...replay, ...memory, ...pgQueue, ...pgMulti, ...peers];
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -42,6 +43,8 @@ const USAGE = `usage: npm run bench -- [options]
   --file-jobs <n>      row 9: jobs in the enqueue --file whose RSS is measured (1000000 / 5000)
   --peer-jobs <list>   peers: job counts (500,5000 / 50)
   --pg-jobs <n>        row 11: no-op jobs through queuectl and graphile-worker on PostgreSQL (20000 / 500)
+  --pg-true-jobs <n>   row 12: true jobs through three hosts on PostgreSQL and one on LevelDB (5000 / 100)
+  --pg-latency-jobs <n> row 13: jobs timed one at a time over PostgreSQL (200 / 10)
 `;
 
 const parseArgs = (argv: string[]): { flags: Record<string, string | boolean>; only: Set<string> | null } => {
