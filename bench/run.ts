@@ -1,9 +1,10 @@
 // npm run bench [-- --quick] [-- --only 1,3,peers] [-- --json results.json] [-- --cache DIR]
 //
-// Runs the benchmarks of issue 5 and prints ONE table: each figure of queuectl next to the
-// physical limit measured in the same run on the same machine, their ratio, the target, and
-// whether it holds. Progress goes to stderr, the table to stdout. Benchmarks are not tests:
-// a missed target does not change the exit code; a benchmark that fails to run does (1).
+// Runs the benchmarks of issue 5 (rows 1-10) and of issue 10 (rows 11-, over PostgreSQL) and
+// prints ONE table: each figure of queuectl next to the physical limit measured in the same run
+// on the same machine, their ratio, the target, and whether it holds. Progress goes to stderr,
+// the table to stdout. Benchmarks are not tests: a missed target does not change the exit code;
+// a benchmark that fails to run does (1).
 import { writeFileSync } from 'node:fs';
 import { cpus, platform, arch, totalmem } from 'node:os';
 import { benches as cliLatency } from './cli-latency.ts';
@@ -13,11 +14,13 @@ import { benches as latency } from './latency.ts';
 import { type Bench, type Context, ensureBuilt, fmtMs, killChildren, makeTmp, now, removeDir, type Result } from './lib.ts';
 import { benches as memory } from './memory.ts';
 import { benches as peers } from './peers.ts';
+import { benches as pgMulti } from './pg-multi.ts';
+import { benches as pgQueue } from './pg-queue.ts';
 import { benches as replay } from './replay.ts';
 import { benches as throughput } from './throughput.ts';
 
 /** In the order they run; each lists the rows it measures. */
-const BENCHES: Bench[] = [...enqueue, ...throughput, ...disk, ...latency, ...cliLatency, ...replay, ...memory, ...peers];
+const BENCHES: Bench[] = [...enqueue, ...throughput, ...disk, ...latency, ...cliLatency, ...replay, ...memory, ...pgQueue, ...pgMulti, ...peers];
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -39,6 +42,9 @@ const USAGE = `usage: npm run bench -- [options]
   --worker-jobs <n>    row 9: jobs the worker completes (10000 / 100; the issue's 1000000 takes ~40 min)
   --file-jobs <n>      row 9: jobs in the enqueue --file whose RSS is measured (1000000 / 5000)
   --peer-jobs <list>   peers: job counts (500,5000 / 50)
+  --pg-jobs <n>        row 11: no-op jobs through queuectl and graphile-worker on PostgreSQL (20000 / 500)
+  --pg-true-jobs <n>   row 12: true jobs through three hosts on PostgreSQL and one on LevelDB (5000 / 100)
+  --pg-latency-jobs <n> row 13: jobs timed one at a time over PostgreSQL (200 / 10)
 `;
 
 const parseArgs = (argv: string[]): { flags: Record<string, string | boolean>; only: Set<string> | null } => {

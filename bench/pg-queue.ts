@@ -1,0 +1,180 @@
+// Row 11: queue-side throughput over PostgreSQL. N no-op jobs claimed and reported through the
+// host's API (Host.api.claim, then report with the next claim in the same call, as a worker's
+// slot does) by 8 slots in this process, no process spawned, against graphile-worker running
+// the same number of no-op tasks at concurrency 8 on the same server in the same run: with its
+// default settings (the target) and with its local queue and batched completions (reported).
+// The same harness over the LevelDB store is reported alongside, for scale.
+import { join } from 'node:path';
+import type { JobSpec } from '../src/domain/job-spec.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { Host } from '../src/host/host.ts';
+import { openLevelBackend } from '../src/store/leveldb/open.ts';
+import type { Store } from '../src/store/port.ts';
+import { type Bench, type Context, fmtInt, fmtMs, fmtRate, fmtRatio, freshHome, now, type Result, size, sizeLabel, sleep } from './lib.ts';
+import { schemaUrl, withPostgres } from './pg-server.ts';
+
+const SLOTS = 8;
+
+// ---- queuectl: the host's API over a store -----------------------------------------------------
+
+type OpenPostgresBackend = <T>(url: string, meanwhile: () => Promise<T>) => Promise<[Store, T]>;
+
+/**
+ * The PostgreSQL store's opener, or why it cannot be had: it is written on another branch
+ * (pg-store), so this benchmark finds it at run time rather than failing to compile without it.
+ */
+export const loadPostgresBackend = async (): Promise<OpenPostgresBackend | string> => {
+  const path = '../src/store/postgres/open.ts';
+  let module: { openPostgresBackend?: unknown };
+  try {
+    module = (await import(path)) as { openPostgresBackend?: unknown };
+  } catch (e) {
+    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') return 'the PostgreSQL store (src/store/postgres/open.ts) is not in this tree yet';
+    throw e;
+  }
+  return typeof module.openPostgresBackend === 'function' ? (module.openPostgresBackend as OpenPostgresBackend) : 'src/store/postgres/open.ts has no openPostgresBackend yet';
+};
+
+const noopSpec = (id: string): JobSpec => ({ id, command: 'true', cwd: '/', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
+
+const SUCCESS = { durationMs: 0, exitCode: 0, signal: null, timedOut: false, error: null, output: null };
+
+/** Enqueue `n` no-op jobs (not timed), then time `SLOTS` slots claiming and reporting them all. */
+export const hostThroughput = async (store: Store, n: number): Promise<{ ms: number; completed: number }> => {
+  const host = new Host(new Engine(store));
+  const api = host.api;
+  try {
+    for (let i = 0; i < n; i += 1000) {
+      const jobs: JobSpec[] = [];
+      for (let j = i; j < Math.min(n, i + 1000); j++) jobs.push(noopSpec(`noop-${j}`));
+      await api.enqueue({ jobs });
+    }
+    const workerId = 'bench-worker';
+    await api.workerStart({ workerId, pid: process.pid, slots: SLOTS });
+    const slot = async () => {
+      let claim = await api.claim({ workerId, waitMs: 0 });
+      while (claim) {
+        const answer = await api.report({ jobId: claim.job.id, workerId, attempt: claim.attempt, result: SUCCESS, claim: true });
+        if (answer.refused) throw new Error(`report refused: ${answer.refused.message}`);
+        claim = answer.claim ?? null;
+      }
+    };
+    const t0 = now();
+    await Promise.all(Array.from({ length: SLOTS }, slot));
+    const ms = now() - t0;
+    return { ms, completed: (await api.status()).jobs.completed };
+  } finally {
+    host.stop();
+    await store.close();
+  }
+};
+
+// ---- graphile-worker -------------------------------------------------------------------------
+
+interface GraphileSettings {
+  name: string;
+  worker: { localQueue?: { size: number }; completeJobBatchDelay?: number };
+}
+
+const GRAPHILE: readonly GraphileSettings[] = [
+  { name: 'default', worker: {} },
+  { name: 'batched', worker: { localQueue: { size: 500 }, completeJobBatchDelay: 0 } },
+];
+
+/**
+ * graphile-worker runs `n` no-op tasks at concurrency 8, from its start until the last job's
+ * completion is durable (its jobs table empty: completed jobs are deleted; batched completions
+ * are written after the task returns, so counting task calls would end too early).
+ */
+const graphileThroughput = async (url: string, n: number, settings: GraphileSettings): Promise<number> => {
+  const gw = await import('graphile-worker');
+  const schema = `graphile_${settings.name}_${process.pid}`;
+  const logger = new gw.Logger(() => () => {});
+  const preset = { worker: { schema, ...settings.worker } };
+  await gw.runMigrations({ connectionString: url, logger, preset });
+  const utils = await gw.makeWorkerUtils({ connectionString: url, logger, preset });
+  try {
+    for (let i = 0; i < n; i += 1000) {
+      await utils.addJobs(Array.from({ length: Math.min(1000, n - i) }, () => ({ identifier: 'noop', payload: {} })));
+    }
+    let ran = 0;
+    let allRan: () => void = () => {};
+    const ranAll = new Promise<void>((resolve) => (allRan = resolve));
+    const t0 = now();
+    const runner = await gw.run({
+      connectionString: url,
+      concurrency: SLOTS,
+      noHandleSignals: true,
+      logger,
+      preset,
+      taskList: {
+        noop: async () => {
+          if (++ran === n) allRan();
+        },
+      },
+    });
+    try {
+      await ranAll;
+      for (;;) {
+        const { rows } = await utils.withPgClient((client) => client.query<{ left: string }>(`select count(*) as left from "${schema}"._private_jobs`));
+        if (Number(rows[0]!.left) === 0) break;
+        await sleep(2);
+      }
+      return now() - t0;
+    } finally {
+      await runner.stop();
+    }
+  } finally {
+    await utils.release();
+  }
+};
+
+// ---- the row ---------------------------------------------------------------------------------
+
+const queueSide = async (ctx: Context): Promise<Result[]> => {
+  const n = size(ctx, 'pg-jobs', 500, 20_000);
+  const open = await loadPostgresBackend();
+  return withPostgres(ctx, 'row 11', async (server) => {
+    const graphile: Record<string, number> = {};
+    for (const settings of GRAPHILE) {
+      ctx.log(`row 11: graphile-worker (${settings.name}), ${fmtInt(n)} no-op jobs, concurrency ${SLOTS}`);
+      graphile[settings.name] = (n * 1000) / (await graphileThroughput(server.url, n, settings));
+    }
+    ctx.log(`row 11: queuectl host API over LevelDB, ${fmtInt(n)} jobs, ${SLOTS} slots`);
+    const dir = join(freshHome(ctx.tmp, 'row11'), 'db');
+    const [levelStore] = await openLevelBackend(dir, dir, async () => null);
+    const level = await hostThroughput(levelStore, n);
+    const levelRate = (n * 1000) / level.ms;
+    let pg: { rate: number; ms: number } | string;
+    if (typeof open === 'string') pg = open;
+    else {
+      ctx.log(`row 11: queuectl host API over PostgreSQL, ${fmtInt(n)} jobs, ${SLOTS} slots`);
+      const [store] = await open(schemaUrl(server, 'bench11'), async () => null);
+      const r = await hostThroughput(store, n);
+      if (r.completed !== n) throw new Error(`queuectl over PostgreSQL completed ${r.completed} of ${n} jobs`);
+      pg = { rate: (n * 1000) / r.ms, ms: r.ms };
+    }
+    const metric = (peer: string) =>
+      `queue side over PostgreSQL: claim + report of ${sizeLabel(n)} no-op jobs through the host API, ${SLOTS} slots, no process spawned, vs graphile-worker ${peer} (${SLOTS} concurrent no-op tasks; same harness over LevelDB: ${fmtRate(levelRate, 'jobs')})`;
+    const data = { jobs: n, slots: SLOTS, graphile, levelRate, levelMs: level.ms, postgres: pg };
+    const row = (peer: string, peerRate: number, target: string, holds: (ratio: number) => boolean | null): Result =>
+      typeof pg === 'string'
+        ? { row: 11, metric: metric(peer), queuectl: '—', limit: `${fmtRate(peerRate, 'jobs')} (graphile-worker ${peer})`, ratio: '—', target, holds: null, skipped: `not measured: ${pg}`, data }
+        : {
+            row: 11,
+            metric: `${metric(peer)}; queuectl ${fmtMs(pg.ms)}`,
+            queuectl: fmtRate(pg.rate, 'jobs'),
+            limit: `${fmtRate(peerRate, 'jobs')} (graphile-worker ${peer})`,
+            ratio: fmtRatio(pg.rate / peerRate),
+            target,
+            holds: holds(pg.rate / peerRate),
+            data,
+          };
+    return [
+      row('default settings', graphile.default!, '>= 1 (beats the default)', (r) => r >= 1),
+      row('localQueue 500 + completeJobBatchDelay 0', graphile.batched!, 'reported', () => null),
+    ];
+  });
+};
+
+export const benches: Bench[] = [{ rows: [11], title: 'queue side over PostgreSQL', run: queueSide }];
