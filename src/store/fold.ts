@@ -30,11 +30,11 @@ const prefixedView = (space: KeySpace, prefix: string): ProjectionView => ({
 });
 
 /**
- * Fold events into projections over a key space: load every key the projections will read,
- * then apply them synchronously. Each job event's transition (the job before and after, by
- * evolveJob) is computed once and handed to every projection.
+ * Every key folding `events` reads: their jobs, and what each projection declares in `reads`
+ * (which looks at an event's content, never its position: a store may load these keys before
+ * the events have positions).
  */
-export const fold = async (events: readonly StoredEvent[], space: KeySpace, targets: readonly Target[]): Promise<Map<string, JobView | undefined>> => {
+export const keysRead = (events: readonly StoredEvent[], targets: readonly Target[]): string[] => {
   const jobsPrefix = targets.find(([p]) => p.name === 'jobs')?.[1] ?? '';
   const keys = new Set<string>();
   for (const e of events) {
@@ -42,7 +42,17 @@ export const fold = async (events: readonly StoredEvent[], space: KeySpace, targ
     if (jobId !== null) keys.add(jobsPrefix + jobId);
     for (const [p, prefix] of targets) for (const k of p.reads?.(e) ?? []) keys.add(prefix + k);
   }
-  await space.load([...keys]);
+  return [...keys];
+};
+
+/**
+ * Fold events into projections over a key space: load every key the projections will read,
+ * then apply them synchronously. Each job event's transition (the job before and after, by
+ * evolveJob) is computed once and handed to every projection.
+ */
+export const fold = async (events: readonly StoredEvent[], space: KeySpace, targets: readonly Target[]): Promise<Map<string, JobView | undefined>> => {
+  const jobsPrefix = targets.find(([p]) => p.name === 'jobs')?.[1] ?? '';
+  await space.load(keysRead(events, targets));
   const jobs = new Map<string, JobView | undefined>();
   const views = targets.map(([p, prefix]) => [p, prefixedView(space, prefix)] as const);
   for (const e of events) {

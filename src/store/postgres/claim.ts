@@ -7,6 +7,7 @@
 // waits for another (a job that a cancel or a report is changing right now is skipped, not
 // waited for). Leases are judged by the database's clock (now()), never a worker's: a
 // machine whose clock is wrong can neither keep a job it lost nor lose one it holds.
+import type { JobView } from '../../domain/types.ts';
 import type { Queryable, TransactionSql } from './connect.ts';
 
 /** A due job, locked for the rest of the caller's transaction. */
@@ -15,6 +16,8 @@ export interface DueJob {
   priority: number;
   dueAt: number;
   enqueuedPos: number;
+  /** the job as its row holds it */
+  view: JobView;
 }
 
 /** The database's time (ms epoch), as of the start of the transaction: what decisions use. */
@@ -25,19 +28,21 @@ export const databaseNow = async (sql: Queryable): Promise<number> => {
 
 /**
  * Lock up to `limit` due runnable jobs, in claim order: lowest priority number, then earliest
- * due time, then enqueue order. Rows other transactions hold are skipped. `now` is the
- * database's (databaseNow of this transaction).
+ * due time, then enqueue order. Rows other transactions hold are skipped, and so are the
+ * `excluded` jobs (ones the caller's own transaction is changing otherwise). `now` is the time
+ * due is judged at (ms epoch); null: the database's now() of this transaction, so the caller
+ * can send this with its first statements without waiting for the time.
  */
-export const lockDueJobs = async (tx: TransactionSql, now: number, limit = 1): Promise<DueJob[]> =>
+export const lockDueJobs = async (tx: TransactionSql, now: number | null, limit = 1, excluded: readonly string[] = []): Promise<DueJob[]> =>
   (
-    await tx<{ job_id: string; priority: number; due_at: string; enqueued_pos: string }[]>`
-      select r.job_id, r.priority, r.due_at, r.enqueued_pos
+    await tx<{ job_id: string; priority: number; due_at: string; enqueued_pos: string; view: JobView }[]>`
+      select r.job_id, r.priority, r.due_at, r.enqueued_pos, j.view
       from runnable r join jobs j on j.id = r.job_id
-      where r.due_at <= ${now}
+      where r.due_at <= coalesce(${now}::bigint, floor(extract(epoch from now()) * 1000)::bigint) and r.job_id <> all(${excluded as string[]}::text[])
       order by r.priority, r.due_at, r.enqueued_pos
       limit ${limit}
       for update of r, j skip locked`
-  ).map((r) => ({ jobId: r.job_id, priority: r.priority, dueAt: Number(r.due_at), enqueuedPos: Number(r.enqueued_pos) }));
+  ).map((r) => ({ jobId: r.job_id, priority: r.priority, dueAt: Number(r.due_at), enqueuedPos: Number(r.enqueued_pos), view: r.view }));
 
 /** The earliest due time of a waiting job (ms epoch), or null when none waits. */
 export const nextDueAt = async (sql: Queryable): Promise<number | null> => {

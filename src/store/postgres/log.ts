@@ -34,12 +34,26 @@ const stored = (row: EventRow): StoredEvent => upcast({ ...row.data, pos: Number
 export const eventsChannel = (schema: string): string => `queuectl_${schema}`;
 
 /**
- * Append `events` in the caller's transaction: take the next positions from the head, insert
- * the events, and NOTIFY the queue's readers (delivered at commit, not before). One statement,
- * one round trip: the head is held from here to the commit, so every round trip saved here is
- * time every other appender waits less. Returns the events as stored.
+ * Lock the head (the log's last contended lock: take it after every row lock) and return the
+ * next position. The caller then appends with `appendAt` in the same transaction; the head
+ * stays locked until the commit, so everything between is serialised with every other
+ * appender: take it as late as possible, and spend as few round trips as possible holding it.
  */
-export const appendEvents = async (tx: TransactionSql, schema: string, events: readonly NewEvent[]): Promise<StoredEvent[]> => {
+export const lockHead = async (tx: TransactionSql): Promise<number> => {
+  const [row] = await tx<{ next_pos: string }[]>`select next_pos from log_head for update`;
+  return Number(row!.next_pos);
+};
+
+/** `events` as they will be stored from position `first` on. */
+export const positioned = (events: readonly NewEvent[], first: number): StoredEvent[] =>
+  events.map((e, i) => ({ ...e.data, pos: first + i, at: e.at, v: EVENT_SCHEMA_VERSION }) as StoredEvent);
+
+/**
+ * Insert `events` from position `first` (the head the caller locked with `lockHead`), move the
+ * head past them, and NOTIFY the queue's readers (delivered at commit, not before): one
+ * statement, which a caller can pipeline with its other writes.
+ */
+export const appendAt = async (tx: TransactionSql, schema: string, first: number, events: readonly NewEvent[]): Promise<StoredEvent[]> => {
   if (events.length === 0) return [];
   const rows = events.map((e, i) => ({ i, at: e.at, type: e.data.type, job_id: jobIdOf(e.data), data: e.data }));
   const [head] = await tx<{ first: string }[]>`
@@ -47,13 +61,18 @@ export const appendEvents = async (tx: TransactionSql, schema: string, events: r
       update log_head set next_pos = next_pos + ${events.length} returning next_pos - ${events.length} as first
     ), appended as (
       insert into events (pos, at, type, job_id, v, data)
-      select head.first + e.i, e.at, e.type, e.job_id, ${EVENT_SCHEMA_VERSION}, e.data
-      from head, jsonb_to_recordset(${tx.json(rows as never)}) as e(i bigint, at bigint, type text, job_id text, data jsonb)
+      select ${first}::bigint + e.i, e.at, e.type, e.job_id, ${EVENT_SCHEMA_VERSION}, e.data
+      from jsonb_to_recordset(${tx.json(rows as never)}) as e(i bigint, at bigint, type text, job_id text, data jsonb)
     )
     select first, pg_notify(${eventsChannel(schema)}, (first + ${events.length - 1})::text) from head`;
-  const first = Number(head!.first);
-  return events.map((e, i) => ({ ...e.data, pos: first + i, at: e.at, v: EVENT_SCHEMA_VERSION }) as StoredEvent);
+  // the caller holds the head, so nobody can have moved it; if it was not held, fail loudly
+  if (Number(head!.first) !== first) throw new Error(`the log's head moved from ${first} to ${head!.first} while held`);
+  return positioned(events, first);
 };
+
+/** Lock the head and append `events` in the caller's transaction; returns them as stored. */
+export const appendEvents = async (tx: TransactionSql, schema: string, events: readonly NewEvent[]): Promise<StoredEvent[]> =>
+  events.length === 0 ? [] : appendAt(tx, schema, await lockHead(tx), events);
 
 /** Up to `limit` events from position `from` on, in position (= commit) order. */
 export const readEventsPage = async (sql: Queryable, from: number, limit: number): Promise<StoredEvent[]> =>
@@ -92,6 +111,12 @@ export interface FollowOptions {
   page?: number;
   /** a read failed (the database away): the follower keeps going, and retries at the next wake-up */
   onError?: (e: unknown) => void;
+  /**
+   * The position before which the caller already has every event some other way (a store
+   * hands its own commits to its subscribers as they commit): reads start there, so a store's
+   * own events are not read back on their own notifications.
+   */
+  known?: () => number;
 }
 
 export interface Follower {
@@ -117,6 +142,7 @@ export const follow = async (sql: Sql, schema: string, deliver: (events: StoredE
       again = false;
       try {
         for (;;) {
+          next = Math.max(next, options.known?.() ?? next);
           const events = await readEventsPage(sql, next, page);
           if (stopped || events.length === 0) break;
           await deliver(events);

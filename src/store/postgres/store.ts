@@ -1,14 +1,19 @@
 // The PostgreSQL implementation of the store port (src/store/port.ts): one writer among many,
 // so nothing another machine can change is cached here; every answer comes from the database.
 //
-// A transaction (transact, claimNext) runs, in one SQL transaction:
+// Commands and claims are group-committed: those that arrive while a transaction is under way
+// go together into the next one (decideAndAppend), which runs:
 //   1. a shared advisory lock (rebuild takes it exclusively, so it runs with no writer) and the
-//      database's time, which decisions use (unless a clock is given: tests);
-//   2. the named job rows locked FOR UPDATE in id order (claims: the next due job, locked with
-//      FOR UPDATE SKIP LOCKED by claim.ts), and the config;
-//   3. the shared, pure `decide`;
-//   4. the events appended (log.ts: takes the head, the last contended lock), then folded by the
-//      shared reducers (fold.ts) over a key space backed by the tables (PgSpace), and written.
+//      database's time, which decisions use (unless a clock is given: tests); the named job rows
+//      locked FOR UPDATE in id order; the config; a due job per claim (FOR UPDATE SKIP LOCKED,
+//      claim.ts): all sent together, one round trip;
+//   2. the shared, pure `decide` of each (one's refusal is its own answer; ops in one batch name
+//      disjoint jobs, so each decides as it would alone); then the rows the fold reads (workers,
+//      dlq) and, last of all locks, the log's head (log.ts), sent together;
+//   3. the events and every projection write the shared reducers (fold.ts, over PgSpace)
+//      computed, sent together; then the commit.
+// So the head, which serialises every appender on every machine, is held for one round trip,
+// the fold's computation and the commit, once per batch rather than once per command.
 // Two enqueues of one new id both decide "new"; the second to append hits the jobs table's
 // primary key and the whole transaction is retried, deciding again: QUEUECTL_DUPLICATE_ID.
 // Serialisation failures and deadlocks (40001, 40P01) are retried the same way: `decide` is
@@ -21,17 +26,17 @@ import { isDeepStrictEqual } from 'node:util';
 import { type Config, configFromStored } from '../../domain/config.ts';
 import type { JobState, JobView } from '../../domain/types.ts';
 import { QueuectlError } from '../../errors.ts';
-import type { EventData, StoredEvent } from '../../events.ts';
+import { type EventData, jobIdOf, type StoredEvent } from '../../events.ts';
 import { PROJECTIONS } from '../../../projections/index.ts';
 import type { DlqEntry } from '../../../projections/dlq.ts';
 import { parseRunnableKey, runnableKeyOf } from '../../../projections/runnable.ts';
 import { type Counts, emptyCounts, orderKey, stateKey } from '../../../projections/states.ts';
 import type { WorkerView } from '../../../projections/workers.ts';
-import { DELETED, fold, type KeySpace, type Target } from '../fold.ts';
+import { DELETED, fold, type KeySpace, keysRead, type Target } from '../fold.ts';
 import type { CloseOptions, Committed, Decider, Store } from '../port.ts';
 import { databaseNow, lockDueJobs, nextDueAt } from './claim.ts';
-import type { Queryable, Sql, TransactionSql } from './connect.ts';
-import { appendEvents, type Follower, follow, logHead, readEvents, readEventsPage, readStream } from './log.ts';
+import { isUnavailable, type Queryable, type Sql, type TransactionSql } from './connect.ts';
+import { appendAt, type Follower, follow, lockHead, logHead, positioned, readEvents, readEventsPage, readStream } from './log.ts';
 
 export interface PgStoreOptions {
   /** the queue's schema (connect.ts set it as the search_path) */
@@ -56,6 +61,20 @@ const TARGETS: readonly Target[] = PROJECTIONS.map((p) => [p, `${p.name}/`] as c
 const KV_PROJECTIONS = ['dlq', 'config', 'workers'];
 /** The counters of Counts besides jobs per state, as rows of job_counts. */
 const RUN_COUNTERS = ['runs', 'succeededRuns', 'failedRuns', 'totalRunMs', 'maxRunMs'] as const;
+
+/** Ops per group-committed transaction, at most, and such transactions under way at once. */
+const MAX_BATCH = 64;
+/** One: measured with 8 slots, two or three at once made smaller batches that waited on the head. */
+const MAX_IN_FLIGHT = 1;
+
+/** An op's answer when it failed: its error. */
+class Failure {
+  constructor(readonly error: unknown) {}
+}
+type Outcome = Committed | null | Failure;
+
+/** A transact (the jobs it names, deduplicated and as named) or a claim, waiting for its batch. */
+type Op = ({ ids: string[]; named: readonly string[]; decide: Decider } | { claim: (jobId: string) => Decider }) & { settle: (outcome: Outcome) => void };
 
 const split = (key: string): [string, string] => {
   const at = key.indexOf('/');
@@ -191,19 +210,15 @@ class PgSpace implements KeySpace {
           on conflict (job_id) do update set worker_id = excluded.worker_id, attempt = excluded.attempt, expires_at = excluded.expires_at`);
       }
     }
-    // a job's old key goes before its new one is put (both name the job by its enqueue position)
-    if (runnableGone.length > 0 || runnable.length > 0) {
-      writes.push(
-        (async () => {
-          if (runnableGone.length > 0) await tx`delete from runnable where enqueued_pos = any(${runnableGone})`;
-          if (runnable.length > 0) {
-            await tx`
-              insert into runnable (job_id, priority, due_at, enqueued_pos)
-              select job_id, priority, due_at, enqueued_pos from jsonb_to_recordset(${tx.json(runnable as never)}) as r(job_id text, priority integer, due_at bigint, enqueued_pos bigint)
-              on conflict (job_id) do update set priority = excluded.priority, due_at = excluded.due_at, enqueued_pos = excluded.enqueued_pos`;
-          }
-        })(),
-      );
+    // a job's old key goes before its new one is put (both name the job by its enqueue
+    // position); the statements of a transaction run in the order they are sent, so the two
+    // are sent together without waiting
+    if (runnableGone.length > 0) writes.push(tx`delete from runnable where enqueued_pos = any(${runnableGone})`);
+    if (runnable.length > 0) {
+      writes.push(tx`
+        insert into runnable (job_id, priority, due_at, enqueued_pos)
+        select job_id, priority, due_at, enqueued_pos from jsonb_to_recordset(${tx.json(runnable as never)}) as r(job_id text, priority integer, due_at bigint, enqueued_pos bigint)
+        on conflict (job_id) do update set priority = excluded.priority, due_at = excluded.due_at, enqueued_pos = excluded.enqueued_pos`);
     }
     if (kvGone.length > 0) {
       writes.push(tx`
@@ -286,6 +301,10 @@ export class PgStore implements Store {
   private following: Promise<Follower | null> | null = null;
   /** Deliveries, one at a time, in order. */
   private delivering: Promise<void> = Promise.resolve();
+  /** Ops waiting for the next batch (group commit), and whether a batch is running. */
+  private readonly queue: Op[] = [];
+  private scheduled = false;
+  private inFlight = 0;
 
   private constructor(
     readonly sql: Sql,
@@ -333,46 +352,152 @@ export class PgStore implements Store {
     return configFromStored(rows.map((r) => [r.key, r.value]));
   }
 
-  /** Append what was decided, fold it into the projections, write them: all in `tx`. */
-  private async append(tx: TransactionSql, data: readonly EventData[], now: number, jobs: ReadonlyMap<string, JobView | undefined>): Promise<Committed> {
-    if (data.length === 0) return { events: [], jobs: new Map() };
-    const events = await appendEvents(tx, this.options.schema, data.map((d) => ({ at: now, data: d })));
-    const space = new PgSpace(tx, jobs);
-    const after = await fold(events, space, TARGETS);
-    await space.flush(after, true);
-    return { events, jobs: after };
+  transact(jobIds: readonly string[], decide: Decider): Promise<Committed> {
+    return this.submit({ ids: [...new Set(jobIds)], named: jobIds, decide }) as Promise<Committed>;
   }
 
-  async transact(jobIds: readonly string[], decide: Decider): Promise<Committed> {
-    const ids = [...new Set(jobIds)];
-    const committed = await this.inTransaction(async (tx) => {
-      const [now, rows, config] = await Promise.all([
-        this.begin(tx),
-        ids.length === 0 ? [] : tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${ids}) order by id for update`,
-        this.configIn(tx),
-      ]);
-      const found = new Map(rows.map((r) => [r.id, r.view]));
-      const jobs = new Map(jobIds.map((id) => [id, found.get(id)]));
-      return this.append(tx, decide({ jobs, config }, now), now, jobs);
+  claimNext(decide: (jobId: string) => Decider): Promise<Committed | null> {
+    return this.submit({ claim: decide });
+  }
+
+  // ---- group commit -------------------------------------------------------------------------
+
+  private submit(op: Omit<Op, 'settle'>): Promise<Committed | null> {
+    return new Promise((resolve, reject) => {
+      this.queue.push({ ...op, settle: (outcome) => (outcome instanceof Failure ? reject(outcome.error) : resolve(outcome)) } as Op);
+      this.schedule();
     });
-    await this.published(committed.events);
-    return committed;
+  }
+
+  /**
+   * Start batches on the next turn of the event loop (so callers answered by the last batch
+   * send their next ops first, and they join), up to MAX_IN_FLIGHT at once.
+   */
+  private schedule(): void {
+    if (this.scheduled) return;
+    this.scheduled = true;
+    setImmediate(() => {
+      this.scheduled = false;
+      while (this.inFlight < MAX_IN_FLIGHT && this.queue.length > 0) {
+        this.inFlight++;
+        void this.runBatch(this.takeBatch()).finally(() => {
+          this.inFlight--;
+          this.schedule();
+        });
+      }
+    });
+  }
+
+  /**
+   * The next batch, from the front of the queue in order: ops that name disjoint jobs (so each
+   * decides on the jobs as they were before the batch, as it would alone), claims (which skip
+   * the jobs the others name), and an op that names no job (a config change, a worker's start
+   * or stop: later ops may depend on it) alone.
+   */
+  private takeBatch(): Op[] {
+    const batch: Op[] = [];
+    const named = new Set<string>();
+    for (const op of this.queue) {
+      if (batch.length === MAX_BATCH) break;
+      if ('ids' in op) {
+        if (op.ids.length === 0) {
+          if (batch.length === 0) batch.push(op);
+          break;
+        }
+        if (op.ids.some((id) => named.has(id))) break;
+        for (const id of op.ids) named.add(id);
+      }
+      batch.push(op);
+    }
+    this.queue.splice(0, batch.length);
+    return batch;
+  }
+
+  /**
+   * Run a batch as one transaction (one commit, one flush of the log for all of them); answer
+   * each op once it is durable. If the batch fails for a reason other than the database being
+   * away, each op runs again alone, so one op's failure is its own.
+   */
+  private async runBatch(ops: Op[]): Promise<void> {
+    let outcomes: Outcome[];
+    let events: StoredEvent[];
+    try {
+      [outcomes, events] = await this.inTransaction((tx) => this.decideAndAppend(tx, ops));
+    } catch (e) {
+      if (ops.length > 1 && !isUnavailable(e) && (e as QueuectlError).code !== 'QUEUECTL_DATABASE_UNAVAILABLE') {
+        for (const op of ops) await this.runBatch([op]);
+      } else for (const op of ops) op.settle(new Failure(e));
+      return;
+    }
+    await this.published(events);
+    ops.forEach((op, i) => op.settle(outcomes[i]!));
+  }
+
+  /**
+   * The batch's transaction, in three round trips and a commit:
+   *   1. the writers' lock and the time, the named jobs locked FOR UPDATE, the config, and a due
+   *      job for each claim (FOR UPDATE SKIP LOCKED), sent together;
+   *   2. every op decided (a refusal is that op's answer alone), then the rows the fold will
+   *      read locked (workers, dlq) and, last of all locks, the log's head, sent together;
+   *   3. the events appended and every projection write, sent together; then the commit.
+   * The head is thus held for one round trip, the fold's computation and the commit.
+   */
+  private async decideAndAppend(tx: TransactionSql, ops: readonly Op[]): Promise<[Outcome[], StoredEvent[]]> {
+    const named = [...new Set(ops.flatMap((op) => ('ids' in op ? op.ids : [])))];
+    const claims = ops.filter((op) => 'claim' in op).length;
+    const [now, rows, config, due] = await Promise.all([
+      this.begin(tx),
+      named.length === 0 ? [] : tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${named}) order by id for update`,
+      this.configIn(tx),
+      claims === 0 ? [] : lockDueJobs(tx, this.options.clock?.() ?? null, claims, named),
+    ]);
+    const loaded = new Map<string, JobView | undefined>([...named.map((id): [string, undefined] => [id, undefined]), ...rows.map((r): [string, JobView] => [r.id, r.view])]);
+    for (const d of due) loaded.set(d.jobId, d.view);
+    const decided: (EventData[] | Outcome)[] = [];
+    let claimed = 0;
+    for (const op of ops) {
+      let jobs: Map<string, JobView | undefined>;
+      let decide: Decider;
+      if ('claim' in op) {
+        const d = due[claimed++];
+        if (!d) {
+          decided.push(null);
+          continue;
+        }
+        jobs = new Map([[d.jobId, d.view]]);
+        decide = op.claim(d.jobId);
+      } else {
+        jobs = new Map(op.named.map((id) => [id, loaded.get(id)]));
+        decide = op.decide;
+      }
+      try {
+        decided.push([...decide({ jobs, config }, now)]);
+      } catch (e) {
+        decided.push(new Failure(this.explain(e)));
+      }
+    }
+    const data = decided.filter((d) => Array.isArray(d)).flat().map((d) => ({ at: now, data: d }));
+    if (data.length === 0) return [decided.map((d) => (Array.isArray(d) ? { events: [], jobs: new Map() } : d)), []];
+    const space = new PgSpace(tx, loaded);
+    const [, first] = await Promise.all([space.load(keysRead(positioned(data, -1), TARGETS)), lockHead(tx)]);
+    const events = positioned(data, first);
+    const after = await fold(events, space, TARGETS);
+    await Promise.all([appendAt(tx, this.options.schema, first, data), space.flush(after, true)]);
+    let next = 0;
+    const outcomes = decided.map((d): Outcome => {
+      if (!Array.isArray(d)) return d;
+      const mine = events.slice(next, (next += d.length));
+      const jobs = new Map<string, JobView | undefined>();
+      for (const e of mine) {
+        const id = jobIdOf(e);
+        if (id !== null) jobs.set(id, after.get(id));
+      }
+      return { events: mine, jobs };
+    });
+    return [outcomes, events];
   }
 
   // ---- claims -------------------------------------------------------------------------------
-
-  async claimNext(decide: (jobId: string) => Decider): Promise<Committed | null> {
-    const committed = await this.inTransaction(async (tx) => {
-      const now = await this.begin(tx);
-      const [due] = await lockDueJobs(tx, now);
-      if (!due) return null;
-      const [[row], config] = await Promise.all([tx<{ view: JobView }[]>`select view from jobs where id = ${due.jobId}`, this.configIn(tx)]);
-      const jobs = new Map([[due.jobId, row?.view]]);
-      return this.append(tx, decide(due.jobId)({ jobs, config }, now), now, jobs);
-    });
-    if (committed) await this.published(committed.events);
-    return committed;
-  }
 
   nextDueAt(): Promise<number | null> {
     return this.reading(() => nextDueAt(this.sql));
@@ -407,7 +532,7 @@ export class PgStore implements Store {
       try {
         const head = await logHead(this.sql);
         this.delivered ??= head + 1;
-        return await follow(this.sql, this.options.schema, (events) => this.deliver(events), { from: head + 1, pollMs: this.options.pollMs });
+        return await follow(this.sql, this.options.schema, (events) => this.deliver(events), { from: head + 1, pollMs: this.options.pollMs, known: () => this.delivered ?? head + 1 });
       } catch {
         return null; // the database away: this store's own commits are still delivered, and reads catch up the gap
       }
