@@ -20,12 +20,16 @@ export const damaged = (dir: string, what: string): QueuectlError =>
     `the queue database in ${dir} is damaged (${what}); run \`queuectl repair\` (it keeps a copy first, see README "When the data directory is damaged")`,
   );
 
-/** A LevelDB error that means its files are damaged (rather than locked, or not permitted). */
-export const asDamage = (e: unknown, dir: string): QueuectlError | null => {
+/**
+ * A LevelDB error that means its files are damaged (rather than locked, or not permitted).
+ * LevelDB names files under `location`, the path it was opened by (the data directory's
+ * handle): the message names them under `dir`, as the user gave it.
+ */
+export const asDamage = (e: unknown, dir: string, location = dir): QueuectlError | null => {
   const err = e as { message?: string; cause?: { message?: string } } | null;
   const message = [err?.message, err?.cause?.message].filter(Boolean).join(': ');
   const m = /(Corruption: .*|IO error: .*\.(?:ldb|sst|log)\b.*)$/m.exec(message);
-  return m ? damaged(dir, m[1]!.replace(/\s+/g, ' ').trim()) : null;
+  return m ? damaged(dir, m[1]!.replace(/\s+/g, ' ').trim().replaceAll(location, dir)) : null;
 };
 
 // ---- CRC32C, as LevelDB stores it (util/crc32c.h: masked) ---------------------------------

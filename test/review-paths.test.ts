@@ -1,0 +1,43 @@
+// What the merge of the handle-based data directory (everything reached through
+// /proc/self/fd/<fd>/...) with damage reports, job output and repair left: messages must name
+// the directory as the user gave it, never the handle it was reached through; and `repair`
+// on a directory that holds no database yet must not make one that every command then refuses.
+import { test } from 'uvu';
+import * as assert from 'uvu/assert';
+import { cpSync, readdirSync, rmSync } from 'node:fs';
+import { join } from 'node:path';
+import { cleanup, cli, newHome, ok, refused } from './helpers/cli.ts';
+import { posKey } from '../src/store/leveldb/keys.ts';
+
+test.after(cleanup);
+
+const HANDLE = /\/proc\/self\/fd\//;
+
+test('a missing table file is reported under the path the user gave, not the handle', async () => {
+  const home = newHome('paths-table');
+  const q = cli(home);
+  for (let i = 0; i < 3; i++) ok(await q('enqueue', `echo ${i}`));
+  ok(await q('status')); // the write-ahead log becomes a table
+  const damaged = newHome('paths-table-copy');
+  cpSync(home, damaged, { recursive: true });
+  for (const name of readdirSync(join(damaged, 'db'))) if (name.endsWith('.ldb')) rmSync(join(damaged, 'db', name));
+  const message = refused(await cli(damaged)('status'), 1, /damaged/);
+  assert.not.match(message, HANDLE, message);
+  assert.ok(message.includes(join(damaged, 'db')), message);
+});
+
+test('a gap in the log is reported under the path the user gave, not the handle', async () => {
+  const home = newHome('paths-gap');
+  const q = cli(home);
+  for (let i = 0; i < 3; i++) ok(await q('enqueue', `echo ${i}`));
+  const { ClassicLevel } = await import('classic-level');
+  const db = new ClassicLevel<string, string>(join(home, 'db'));
+  await db.open({ createIfMissing: false });
+  await db.sublevel('log').del(posKey(1));
+  await db.close();
+  const message = refused(await q('events'), 1, /damaged \(the log has no event at position 1\)/);
+  assert.not.match(message, HANDLE, message);
+  assert.ok(message.includes(join(home, 'db')), message);
+});
+
+test.run();
