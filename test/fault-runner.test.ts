@@ -63,7 +63,7 @@ test('a worker: one job whose logs directory is a file fails with a clear last_e
   ok(await q('enqueue', 'sleep 1; echo a', '--id', 'a'));
   ok(await q('enqueue', 'echo b; sleep 1', '--id', 'b', '--max-retries', '0'));
   ok(await q('enqueue', 'sleep 1; echo c', '--id', 'c'));
-  mkdirSync(join(home, 'logs'), { mode: 0o700 });
+  mkdirSync(join(home, 'logs'), { recursive: true, mode: 0o700 }); // made by the first command since the data directory's folders are checked
   writeFileSync(join(home, 'logs', 'b'), 'in the way');
   const w = startWorker(home, '--count', '3', '--drain');
   assert.is((await w.finished(20_000)).code, 0, w.lines.join('\n'));
@@ -108,7 +108,7 @@ test('a worker whose logs directory it may not write (EACCES, as another user): 
   try {
     assert.is((await nobody('enqueue', 'echo out', '--id', 'printer', '--max-retries', '0', '--cwd', '/')).code, 0);
     assert.is((await nobody('enqueue', 'true', '--id', 'quiet', '--cwd', '/')).code, 0);
-    mkdirSync(join(home, 'logs'), { mode: 0o500 });
+    mkdirSync(join(home, 'logs'), { recursive: true, mode: 0o500 }); // made by the first command already
     chownSync(join(home, 'logs'), 65534, 65534);
     chmodSync(join(home, 'logs'), 0o500);
     const w = await nobody('worker', 'start', '--drain');

@@ -4,9 +4,9 @@
 // on a directory that holds no database yet must not make one that every command then refuses.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, readdirSync, rmSync } from 'node:fs';
+import { cpSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, cli, newHome, ok, refused } from './helpers/cli.ts';
+import { cleanup, cli, job, newHome, ok, refused } from './helpers/cli.ts';
 import { posKey } from '../src/store/leveldb/keys.ts';
 
 test.after(cleanup);
@@ -38,6 +38,18 @@ test('a gap in the log is reported under the path the user gave, not the handle'
   const message = refused(await q('events'), 1, /damaged \(the log has no event at position 1\)/);
   assert.not.match(message, HANDLE, message);
   assert.ok(message.includes(join(home, 'db')), message);
+});
+
+test("a job whose output cannot be prepared names its folder as the user gave it in last_error", async () => {
+  const home = newHome('paths-output');
+  const q = cli(home);
+  ok(await q('enqueue', '{"id":"blocked","command":"echo hi","max_retries":0}'));
+  writeFileSync(join(home, 'logs', 'blocked'), ''); // a file where its output folder goes
+  ok(await q('worker', 'start', '--drain'));
+  const j = await job(q, 'blocked');
+  assert.is(j.state, 'dead');
+  assert.not.match(j.last_error, HANDLE, j.last_error);
+  assert.ok(j.last_error.includes(join(home, 'logs', 'blocked')), j.last_error);
 });
 
 test.run();
