@@ -52,4 +52,14 @@ test("a job whose output cannot be prepared names its folder as the user gave it
   assert.ok(j.last_error.includes(join(home, 'logs', 'blocked')), j.last_error);
 });
 
+test('repair of a data directory that holds no database refuses, and leaves it usable', async () => {
+  const home = newHome('paths-repair-new');
+  const q = cli(home);
+  const message = refused(await q('repair'), 1, /nothing to repair/);
+  assert.not.match(message, HANDLE, message);
+  assert.is(readdirSync(join(home, 'db')).length, 0, 'repair made nothing in db/');
+  ok(await q('enqueue', 'echo after'));
+  ok(await q('status'));
+});
+
 test.run();

@@ -4,7 +4,7 @@
 // checksums), keeps every readable entry of every table, and writes a new MANIFEST and CURRENT. What it cannot know is what queuectl's
 // log should hold; that is checked here: every event decodes, positions run from 0, and any
 // gap is recorded in meta as lost (never renumbered: `events --from N` readers keep their place).
-import { cpSync, existsSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PROJECTIONS } from '../../../projections/index.ts';
 import { QueuectlError } from '../../errors.ts';
@@ -24,11 +24,15 @@ export interface RepairReport {
 
 const stamp = (): string => new Date().toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
 
-export const repairDatabase = async (dbDir: string): Promise<RepairReport> => {
-  if (!existsSync(dbDir)) throw new QueuectlError('QUEUECTL_FAILED', `nothing to repair: there is no database in ${dbDir}`);
+/** `shown`: the directory as messages name it (`dbDir` may go through the data directory's handle). */
+export const repairDatabase = async (dbDir: string, shown = dbDir): Promise<RepairReport> => {
+  // db/ exists from the first use of a data directory on (made 0700 before LevelDB runs): an
+  // empty one holds no database, and RepairDB would make one without queuectl's format mark,
+  // which every command would then refuse.
+  if (!existsSync(dbDir) || readdirSync(dbDir).length === 0) throw new QueuectlError('QUEUECTL_FAILED', `nothing to repair: there is no database in ${shown}`);
   const holder = lockHolder(join(dbDir, 'LOCK'));
   if (holder !== null) {
-    throw new QueuectlError('QUEUECTL_BUSY', `process ${holder} has the database in ${dbDir} open; stop it first (queuectl worker stop), then run queuectl repair again`);
+    throw new QueuectlError('QUEUECTL_BUSY', `process ${holder} has the database in ${shown} open; stop it first (queuectl worker stop), then run queuectl repair again`);
   }
   const walEnd = readWalEnd(dbDir);
   const backup = join(dirname(dbDir), `${basename(dbDir)}.damaged-${stamp()}`);
