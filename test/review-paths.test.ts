@@ -4,7 +4,7 @@
 // on a directory that holds no database yet must not make one that every command then refuses.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, cli, job, newHome, ok, refused } from './helpers/cli.ts';
 import { posKey } from '../src/store/leveldb/keys.ts';
@@ -60,6 +60,24 @@ test('repair of a data directory that holds no database refuses, and leaves it u
   assert.is(readdirSync(join(home, 'db')).length, 0, 'repair made nothing in db/');
   ok(await q('enqueue', 'echo after'));
   ok(await q('status'));
+});
+
+test('logs names missing output under the path the user gave; output it cannot read is one line, exit 1', async () => {
+  const home = newHome('paths-logs');
+  const q = cli(home);
+  ok(await q('enqueue', '{"id":"out","command":"echo hi"}'));
+  ok(await q('worker', 'start', '--drain'));
+  const kept = join(home, 'logs', 'out', '1.stdout');
+  rmSync(kept);
+  const shown = ok(await q('logs', 'out'));
+  assert.not.match(shown, HANDLE, shown);
+  assert.ok(shown.includes(`gone from ${kept}`), shown);
+  const raw = refused(await q('logs', 'out', '--raw'), 1, /kept output is missing/);
+  assert.not.match(raw, HANDLE, raw);
+  assert.ok(raw.includes(kept), raw);
+  mkdirSync(kept); // something that is not a file where the output was
+  const message = refused(await q('logs', 'out'), 1, /cannot read the output/);
+  assert.ok(message.includes(kept), message);
 });
 
 test.run();
