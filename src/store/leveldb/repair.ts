@@ -7,7 +7,7 @@
 import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PROJECTIONS } from '../../../projections/index.ts';
-import { QueuectlError } from '../../errors.ts';
+import { environmentError, QueuectlError } from '../../errors.ts';
 import { blankDamagedLogRecords, lockHolder, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
 import { FORMAT, LogStore } from './store.ts';
 
@@ -36,7 +36,12 @@ export const repairDatabase = async (dbDir: string, shown = dbDir): Promise<Repa
   }
   const walEnd = readWalEnd(dbDir);
   const backup = join(dirname(dbDir), `${basename(dbDir)}.damaged-${stamp()}`);
-  cpSync(dbDir, backup, { recursive: true, errorOnExist: true, force: false, preserveTimestamps: true });
+  try {
+    cpSync(dbDir, backup, { recursive: true, errorOnExist: true, force: false, preserveTimestamps: true });
+  } catch (e) {
+    rmSync(backup, { recursive: true, force: true }); // a half copy is no copy
+    throw environmentError(e, 'keep a copy of the database in', join(dirname(shown), basename(backup))) ?? e; // ENOSPC
+  }
   // The note describes logs RepairDB is about to turn into tables.
   rmSync(join(dbDir, WAL_END_FILE), { force: true });
 
