@@ -9,7 +9,7 @@
 // long-running host): microseconds after a short command, a few ms once after a busy host.
 import { readdirSync, readFileSync, renameSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
-import { QueuectlError } from '../../errors.ts';
+import { errnoOf, QueuectlError } from '../../errors.ts';
 
 /** Where queuectl notes, at each clean close, how its write-ahead log ended (see checkWalEnd). */
 export const WAL_END_FILE = 'QUEUECTL_WAL_END';
@@ -29,6 +29,9 @@ export const asDamage = (e: unknown, dir: string, location = dir): QueuectlError
   const err = e as { message?: string; cause?: { message?: string } } | null;
   const message = [err?.message, err?.cause?.message].filter(Boolean).join(': ');
   const m = /(Corruption: .*|IO error: .*\.(?:ldb|sst|log)\b.*)$/m.exec(message);
+  // "IO error: <table>: No space left on device" (an open that turns the log into a table on a
+  // full disk) is the machine's, not damage: environmentError names it, and repair is no cure
+  if (m && errnoOf(e) !== null) return null;
   return m ? damaged(dir, m[1]!.replace(/\s+/g, ' ').trim().replaceAll(location, dir)) : null;
 };
 
