@@ -130,7 +130,8 @@ const checkedParent = (dir: string): string => {
       continue;
     }
     const above = `the folder ${folder} above the data directory ${dir}`;
-    if (!st.isDirectory()) throw new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `${dir} is not a directory: ${folder} is a file; point --home (or QUEUECTL_HOME) at a directory`);
+    // a file on the way is the machine's ENOTDIR, as opening through it would be: exit 1 (prepareHome)
+    if (!st.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, '${folder}'`), { code: 'ENOTDIR' });
     if (st.uid !== 0 && st.uid !== uid) {
       throw unsafe(`${above} belongs to another user (uid ${st.uid}), who could swap the data directory; use a data directory under folders that only you or root can change (--home)`);
     }
