@@ -171,7 +171,9 @@ const makeFolder = (path: string): void => {
 const unsafe = (message: string): QueuectlError => new QueuectlError('QUEUECTL_UNSAFE_PERMISSIONS', message);
 
 /** Ours alone: owned by us, and no permission bits for group or others. */
-export const checkOwnership = (path: string, st: Pick<Stats, 'uid' | 'mode' | 'isDirectory'>, what: string): void => {
+export const checkOwnership = (path: string, st: Pick<Stats, 'uid' | 'mode' | 'isDirectory' | 'isSymbolicLink'>, what: string): void => {
+  // a link's own mode is always 777: chmod would change its target, never the link
+  if (st.isSymbolicLink()) throw unsafe(`the ${what} ${path} is a symbolic link; queuectl did not put it there: move it away`);
   if (st.uid !== uid) {
     throw unsafe(`the ${what} ${path} belongs to another user (uid ${st.uid}); use a directory of your own`);
   }

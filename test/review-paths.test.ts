@@ -4,7 +4,7 @@
 // on a directory that holds no database yet must not make one that every command then refuses.
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { cpSync, mkdirSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
+import { cpSync, mkdirSync, readdirSync, rmSync, symlinkSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { cleanup, cli, job, newHome, ok, refused } from './helpers/cli.ts';
 import { posKey } from '../src/store/leveldb/keys.ts';
@@ -78,6 +78,16 @@ test('logs names missing output under the path the user gave; output it cannot r
   mkdirSync(kept); // something that is not a file where the output was
   const message = refused(await q('logs', 'out'), 1, /cannot read the output/);
   assert.ok(message.includes(kept), message);
+});
+
+test('a symbolic link where the socket goes is named as one, not as a socket to chmod', async () => {
+  const home = newHome('paths-socket-link');
+  const q = cli(home);
+  ok(await q('status'));
+  symlinkSync('/nonexistent/host.sock', join(home, 'host.sock'));
+  const message = refused(await q('status'), 1, /symbolic link/);
+  assert.not.match(message, /chmod/, message);
+  assert.ok(message.includes(join(home, 'host.sock')), message);
 });
 
 test.run();
