@@ -90,4 +90,16 @@ test('a symbolic link where the socket goes is named as one, not as a socket to 
   assert.ok(message.includes(join(home, 'host.sock')), message);
 });
 
+test('repair of a database whose creation was cut short (LevelDB\'s lock and log, nothing else) refuses, and leaves it usable', async () => {
+  const home = newHome('paths-repair-cut');
+  const q = cli(home);
+  ok(await q('status'));
+  const db = join(home, 'db');
+  for (const name of readdirSync(db)) rmSync(join(db, name));
+  for (const name of ['LOCK', 'LOG']) writeFileSync(join(db, name), '', { mode: 0o600 });
+  refused(await q('repair'), 1, /nothing to repair/);
+  ok(await q('enqueue', 'echo after'));
+  ok(await q('status'));
+});
+
 test.run();

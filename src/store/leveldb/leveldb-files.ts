@@ -144,6 +144,15 @@ const logNumber = (name: string): number | null => {
 };
 
 /**
+ * Whether a database directory's files are no database (yet): none, or what LevelDB writes
+ * while it creates one, before CURRENT (LOCK, then the first MANIFEST and CURRENT's temporary
+ * file): another process is creating it now, or a creation was cut short. No data file
+ * exists, so there is nothing to lose (or to repair); LevelDB's lock decides who creates it.
+ */
+export const holdsNoDatabase = (names: readonly string[]): boolean =>
+  names.length === 0 || (!names.includes('CURRENT') && names.every((n) => CREATION_FILE.test(n)));
+
+/**
  * Look at a database directory before opening it. Returns whether LevelDB may create a
  * database there: only when the directory is absent or empty. Throws QUEUECTL_DAMAGED for
  * anything LevelDB would open silently wrong (or create over).
@@ -156,12 +165,7 @@ export const inspectDatabase = (dir: string, shown = dir): { create: boolean } =
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { create: true };
     throw e;
   }
-  if (names.length === 0) return { create: true };
-  // What LevelDB writes while it creates a database, before CURRENT (LOCK, then the first
-  // MANIFEST and CURRENT's temporary file): another process is creating it now, or a creation
-  // was cut short. No data file exists, so there is nothing to lose; LevelDB's lock decides
-  // who creates it.
-  if (!names.includes('CURRENT') && names.every((n) => CREATION_FILE.test(n))) return { create: true };
+  if (holdsNoDatabase(names)) return { create: true };
   try {
     inspectFiles(dir, names, shown);
   } catch (e) {

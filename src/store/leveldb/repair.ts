@@ -8,7 +8,7 @@ import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PROJECTIONS } from '../../../projections/index.ts';
 import { environmentError, QueuectlError } from '../../errors.ts';
-import { blankDamagedLogRecords, lockHolder, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
+import { blankDamagedLogRecords, holdsNoDatabase, lockHolder, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
 import { FORMAT, LogStore } from './store.ts';
 
 export interface RepairReport {
@@ -27,9 +27,9 @@ const stamp = (): string => new Date().toISOString().replace(/:/g, '-').replace(
 /** `shown`: the directory as messages name it (`dbDir` may go through the data directory's handle). */
 export const repairDatabase = async (dbDir: string, shown = dbDir): Promise<RepairReport> => {
   // db/ exists from the first use of a data directory on (made 0700 before LevelDB runs): an
-  // empty one holds no database, and RepairDB would make one without queuectl's format mark,
-  // which every command would then refuse.
-  if (!existsSync(dbDir) || readdirSync(dbDir).length === 0) throw new QueuectlError('QUEUECTL_FAILED', `nothing to repair: there is no database in ${shown}`);
+  // empty one (or a creation cut short) holds no database, and RepairDB would make one without
+  // queuectl's format mark, which every command would then refuse.
+  if (!existsSync(dbDir) || holdsNoDatabase(readdirSync(dbDir))) throw new QueuectlError('QUEUECTL_FAILED', `nothing to repair: there is no database in ${shown}`);
   const holder = lockHolder(join(dbDir, 'LOCK'));
   if (holder !== null) {
     throw new QueuectlError('QUEUECTL_BUSY', `process ${holder} has the database in ${shown} open; stop it first (queuectl worker stop), then run queuectl repair again`);
