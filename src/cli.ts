@@ -3,7 +3,7 @@
 // The command groups are small and bundled with this file; what is heavy is loaded when it is
 // needed: the database side when no host answers (host/local.ts), the worker runtime, tables.
 import { cac } from 'cac';
-import { fail, QueuectlError, isQueuectlError } from './errors.ts';
+import { environmentError, fail, QueuectlError, isQueuectlError } from './errors.ts';
 import * as admin from './cli/admin.ts';
 import * as jobs from './cli/jobs.ts';
 import { typedOptionValues } from './cli/context.ts';
@@ -159,7 +159,10 @@ process.stdout.on('error', (e: NodeJS.ErrnoException) => {
     settled = true; // the reader has all it wanted: done
     process.exit(process.exitCode ?? 0);
   }
-  throw e;
+  // a file on a full disk (`list --json > jobs.json`): the environment's, in one line
+  settled = true;
+  report(environmentError(e, 'write the output to', 'stdout') ?? e);
+  process.exit(process.exitCode ?? 1);
 });
 
 process.on('exit', () => {

@@ -139,7 +139,8 @@ const checkedParent = (dir: string): string => {
       continue;
     }
     const above = `the folder ${folder} above the data directory ${dir}`;
-    if (!st.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, '${folder}'`), { code: 'ENOTDIR' }); // as the system would say: an environment error (prepareHome)
+    // a file on the way is the machine's ENOTDIR, as opening through it would be: exit 1 (prepareHome)
+    if (!st.isDirectory()) throw Object.assign(new Error(`ENOTDIR: not a directory, '${folder}'`), { code: 'ENOTDIR' });
     if (st.uid !== 0 && st.uid !== uid) {
       throw unsafe(`${above} belongs to another user (uid ${st.uid}), who could swap the data directory; use a data directory under folders that only you or root can change (--home)`);
     }
@@ -179,7 +180,9 @@ const makeFolder = (path: string): void => {
 const unsafe = (message: string): QueuectlError => new QueuectlError('QUEUECTL_UNSAFE_PERMISSIONS', message);
 
 /** Ours alone: owned by us, and no permission bits for group or others. */
-export const checkOwnership = (path: string, st: Pick<Stats, 'uid' | 'mode' | 'isDirectory'>, what: string): void => {
+export const checkOwnership = (path: string, st: Pick<Stats, 'uid' | 'mode' | 'isDirectory' | 'isSymbolicLink'>, what: string): void => {
+  // a link's own mode is always 777: chmod would change its target, never the link
+  if (st.isSymbolicLink()) throw unsafe(`the ${what} ${path} is a symbolic link; queuectl did not put it there: move it away`);
   if (st.uid !== uid) {
     throw unsafe(`the ${what} ${path} belongs to another user (uid ${st.uid}); use a directory of your own`);
   }

@@ -63,7 +63,7 @@ test('a worker: one job whose logs directory is a file fails with a clear last_e
   ok(await q('enqueue', 'sleep 1; echo a', '--id', 'a'));
   ok(await q('enqueue', 'echo b; sleep 1', '--id', 'b', '--max-retries', '0'));
   ok(await q('enqueue', 'sleep 1; echo c', '--id', 'c'));
-  mkdirSync(join(home, 'logs'), { recursive: true, mode: 0o700 }); // made by the first command already
+  mkdirSync(join(home, 'logs'), { recursive: true, mode: 0o700 }); // made by the first command since the data directory's folders are checked
   writeFileSync(join(home, 'logs', 'b'), 'in the way');
   const w = startWorker(home, '--count', '3', '--drain');
   assert.is((await w.finished(20_000)).code, 0, w.lines.join('\n'));

@@ -112,7 +112,7 @@ export const repair = async (o: GlobalOptions): Promise<void> => {
     throw new QueuectlError('QUEUECTL_BUSY', `a queuectl host is using ${h.dir}; stop it first (queuectl worker stop), then run queuectl repair again`);
   }
   const { repairDatabase } = await import('../store/leveldb/repair.ts');
-  const repaired = await repairDatabase(h.db);
+  const repaired = await repairDatabase(h.db, named.db);
   // messages name the directory as the user gave it, not the handle it was reached through
   const r = { ...repaired, backup: join(named.dir, basename(repaired.backup)) };
   if (o.json) return printJson(r);

@@ -279,24 +279,33 @@ const outcome = (end: StoredEvent | null): string => {
   return end.type;
 };
 
-/** At most `cap` bytes of a file: output files are capped when written, but read defensively. */
-const readKept = (path: string, cap = CONFIG_RULES.output_limit.max): Buffer => {
+/**
+ * At most `cap` bytes of a file: output files are capped when written, but read defensively.
+ * `shown`: the file as messages name it (`path` goes through the data directory's handle).
+ */
+const readKept = (path: string, shown: string, cap = CONFIG_RULES.output_limit.max): Buffer => {
   if (!existsSync(path)) return Buffer.alloc(0);
-  const fd = openSync(path, 'r');
   try {
-    const size = Math.min(fstatSync(fd).size, cap);
-    const buf = Buffer.alloc(size);
-    readSync(fd, buf, 0, size, 0);
-    return buf;
-  } finally {
-    closeSync(fd);
+    const fd = openSync(path, 'r');
+    try {
+      const size = Math.min(fstatSync(fd).size, cap);
+      const buf = Buffer.alloc(size);
+      readSync(fd, buf, 0, size, 0);
+      return buf;
+    } finally {
+      closeSync(fd);
+    }
+  } catch (e) {
+    throw environmentError(e, 'read the output', shown) ?? e; // EISDIR, EACCES, EIO
   }
 };
 
 export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; raw?: boolean }): Promise<void> => {
   const only = o.attempt === undefined ? null : parseInteger(o.attempt, '--attempt', 1);
   const events = await withQueue(o, (q) => q.call('history', { id }));
-  const dir = join(prepareHome(home(o)).logs, id); // through the checked directory's handle
+  const h = prepareHome(home(o));
+  const dir = join(h.logs, id); // through the checked directory's handle
+  const shownDir = join(h.dir, 'logs', id); // what messages name: the path as the user gave it
   let attempts = attemptsOf(events);
   if (only !== null) {
     attempts = attempts.filter((a) => a.attempt === only);
@@ -306,8 +315,8 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; r
   const streams = (a: { attempt: number; end: StoredEvent | null }) =>
     (['stdout', 'stderr'] as const).map((name) => {
       const info = a.end && 'output' in a.end && a.end.output ? a.end.output[name] : null;
-      const path = join(dir, `${a.attempt}.${name}`);
-      const data = readKept(path);
+      const path = join(shownDir, `${a.attempt}.${name}`);
+      const data = readKept(join(dir, `${a.attempt}.${name}`), path);
       return { name, path, data, info, missing: Math.max(0, (info?.kept ?? 0) - data.length) };
     });
   if (o.json) {

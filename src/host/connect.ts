@@ -231,7 +231,7 @@ export class Queue {
     const shownDb = join(home.dir, 'db'); // what messages name: the path as the user gave it
     const [store, { Engine, Host, serve }] = await openLevelBackend(home.db, shownDb, () => import('./local.ts'));
     const engine = new Engine(store);
-    const host = new Host(engine, (e) => asDamage(e, shownDb) ?? environmentError(e, 'use the queue database in', shownDb));
+    const host = new Host(engine, (e) => asDamage(e, shownDb, home.db) ?? environmentError(e, 'use the queue database in', shownDb));
     let stopServing: (() => Promise<void>) | null = null;
     try {
       if (this.options.serve) stopServing = await serve(host, home.socket);

@@ -18,6 +18,8 @@ export interface RunJobOptions {
   outputLimit: number;         // max bytes kept per stream; the rest is counted
   stdoutPath: string;          // the caller creates the directory
   stderrPath: string;
+  /** The folder of both paths as messages name it (they may go through the data directory's handle); default: their folder. */
+  outputShown?: string;
 }
 
 export interface RunJobResult {
@@ -78,8 +80,8 @@ export function runJob(opts: RunJobOptions): RunningJob {
     outputError = why;
     terminate();
   };
-  const stdout = capture(child.stdout, opts.stdoutPath, opts.outputLimit, unwritable);
-  const stderr = capture(child.stderr, opts.stderrPath, opts.outputLimit, unwritable);
+  const stdout = capture(child.stdout, opts.stdoutPath, opts.outputShown ?? dirname(opts.stdoutPath), opts.outputLimit, unwritable);
+  const stderr = capture(child.stderr, opts.stderrPath, opts.outputShown ?? dirname(opts.stderrPath), opts.outputLimit, unwritable);
 
   let exited = false, termSent = false, settled = false;
   let timeoutTimer: NodeJS.Timeout | undefined, killTimer: NodeJS.Timeout | undefined;
@@ -182,7 +184,7 @@ function startError(e: unknown, cwd: string): string {
 // says why). A failure to prepare the output (its directory or file cannot be made) is handed
 // to `unwritable`, which ends this job: it never throws, so it never takes the runner, and
 // every other job, down with it.
-function capture(source: Readable, path: string, limit: number, unwritable: (why: string) => void): Promise<OutputCapture> {
+function capture(source: Readable, path: string, shown: string, limit: number, unwritable: (why: string) => void): Promise<OutputCapture> {
   let file: WriteStream | null = null;
   let failed = false;
   const c: OutputCapture = { bytes: 0, kept: 0, truncated: false };
@@ -191,7 +193,7 @@ function capture(source: Readable, path: string, limit: number, unwritable: (why
     failed = true;
     const errno = errnoOf(e);
     c.error = errno ? errnoReason(e, errno) : String((e as Error)?.message ?? e);
-    if (preparing) unwritable(`cannot write its output in ${dirname(path)}: ${c.error}; the job was stopped`);
+    if (preparing) unwritable(`cannot write its output in ${shown}: ${c.error}; the job was stopped`);
   };
   source.on('data', (chunk: Buffer) => {
     c.bytes += chunk.length;

@@ -171,6 +171,7 @@ export class WorkerPool {
       outputLimit,
       stdoutPath: join(dir, `${attempt}.stdout`),
       stderrPath: join(dir, `${attempt}.stderr`),
+      outputShown: join(home.dir, 'logs', job.id),
     });
     this.running.set(job.id, { attempt, handle });
     const r = await handle.done;

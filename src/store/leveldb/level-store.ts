@@ -21,6 +21,8 @@ export interface LevelStoreOptions {
   /** false only for benchmarks of the limit and tests that must not fsync; default true. */
   sync?: boolean;
   replay?: Partial<ReplayLimits>;
+  /** The database's directory as messages name it (see StoreOptions.name). */
+  name?: string;
 }
 
 type Staged = Awaited<ReturnType<LogStore['stage']>>;
@@ -55,7 +57,7 @@ export class LevelStore implements Store {
   }
 
   static async open(db: AnyLevel, options: LevelStoreOptions = {}): Promise<LevelStore> {
-    const log = await LogStore.open(db, { projections: PROJECTIONS, sync: options.sync ?? true, replay: options.replay });
+    const log = await LogStore.open(db, { projections: PROJECTIONS, sync: options.sync ?? true, replay: options.replay, name: options.name });
     return new LevelStore(log, options.clock ?? Date.now);
   }
 

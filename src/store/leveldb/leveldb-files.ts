@@ -20,13 +20,19 @@ export const damaged = (dir: string, what: string): QueuectlError =>
     `the queue database in ${dir} is damaged (${what}); run \`queuectl repair\` (it keeps a copy first, see README "When the data directory is damaged")`,
   );
 
-/** A LevelDB error that means its files are damaged (rather than locked, or not permitted). */
-export const asDamage = (e: unknown, dir: string): QueuectlError | null => {
-  if (errnoOf(e) !== null) return null; // a full disk, a permission: the environment, not damage
+/**
+ * A LevelDB error that means its files are damaged (rather than locked, or not permitted).
+ * LevelDB names files under `location`, the path it was opened by (the data directory's
+ * handle): the message names them under `dir`, as the user gave it.
+ */
+export const asDamage = (e: unknown, dir: string, location = dir): QueuectlError | null => {
   const err = e as { message?: string; cause?: { message?: string } } | null;
   const message = [err?.message, err?.cause?.message].filter(Boolean).join(': ');
   const m = /(Corruption: .*|IO error: .*\.(?:ldb|sst|log)\b.*)$/m.exec(message);
-  return m ? damaged(dir, m[1]!.replace(/\s+/g, ' ').trim()) : null;
+  // "IO error: <table>: No space left on device" (an open that turns the log into a table on a
+  // full disk) is the machine's, not damage: environmentError names it, and repair is no cure
+  if (m && errnoOf(e) !== null) return null;
+  return m ? damaged(dir, m[1]!.replace(/\s+/g, ' ').trim().replaceAll(location, dir)) : null;
 };
 
 // ---- CRC32C, as LevelDB stores it (util/crc32c.h: masked) ---------------------------------
@@ -138,6 +144,15 @@ const logNumber = (name: string): number | null => {
 };
 
 /**
+ * Whether a database directory's files are no database (yet): none, or what LevelDB writes
+ * while it creates one, before CURRENT (LOCK, then the first MANIFEST and CURRENT's temporary
+ * file): another process is creating it now, or a creation was cut short. No data file
+ * exists, so there is nothing to lose (or to repair); LevelDB's lock decides who creates it.
+ */
+export const holdsNoDatabase = (names: readonly string[]): boolean =>
+  names.length === 0 || (!names.includes('CURRENT') && names.every((n) => CREATION_FILE.test(n)));
+
+/**
  * Look at a database directory before opening it. Returns whether LevelDB may create a
  * database there: only when the directory is absent or empty. Throws QUEUECTL_DAMAGED for
  * anything LevelDB would open silently wrong (or create over).
@@ -150,12 +165,7 @@ export const inspectDatabase = (dir: string, shown = dir): { create: boolean } =
     if ((e as NodeJS.ErrnoException).code === 'ENOENT') return { create: true };
     throw e;
   }
-  if (names.length === 0) return { create: true };
-  // What LevelDB writes while it creates a database, before CURRENT (LOCK, then the first
-  // MANIFEST and CURRENT's temporary file): another process is creating it now, or a creation
-  // was cut short. No data file exists, so there is nothing to lose; LevelDB's lock decides
-  // who creates it.
-  if (!names.includes('CURRENT') && names.every((n) => CREATION_FILE.test(n))) return { create: true };
+  if (holdsNoDatabase(names)) return { create: true };
   try {
     inspectFiles(dir, names, shown);
   } catch (e) {

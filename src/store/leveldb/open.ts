@@ -33,16 +33,16 @@ export const openLevelBackend = async <T>(dir: string, shown: string, meanwhile:
     const cause = (e as { cause?: { code?: string; message?: string } }).cause;
     if (cause?.code === 'LEVEL_LOCKED') throw cause;
     throw (
-      asDamage(e, shown) ??
+      asDamage(e, shown, dir) ??
       environmentError(cause ?? e, 'open the queue database in', shown) ?? // ENOSPC, EACCES, EROFS
       new QueuectlError('QUEUECTL_NOT_A_DATA_DIR', `cannot open the queue database in ${shown}: ${cause?.message ?? (e as Error).message}`)
     );
   }
   const [{ LevelStore }, extra] = loaded;
   try {
-    return [await LevelStore.open(db as never), extra];
+    return [await LevelStore.open(db as never, { name: shown }), extra];
   } catch (e) {
     await db.close();
-    throw asDamage(e, shown) ?? environmentError(e, 'open the queue database in', shown) ?? e; // its first writes: format, catch-up
+    throw asDamage(e, shown, dir) ?? environmentError(e, 'open the queue database in', shown) ?? e; // its first writes: format, catch-up
   }
 };

@@ -4,11 +4,11 @@
 // checksums), keeps every readable entry of every table, and writes a new MANIFEST and CURRENT. What it cannot know is what queuectl's
 // log should hold; that is checked here: every event decodes, positions run from 0, and any
 // gap is recorded in meta as lost (never renumbered: `events --from N` readers keep their place).
-import { cpSync, existsSync, rmSync } from 'node:fs';
+import { cpSync, existsSync, readdirSync, rmSync } from 'node:fs';
 import { basename, dirname, join } from 'node:path';
 import { PROJECTIONS } from '../../../projections/index.ts';
-import { QueuectlError } from '../../errors.ts';
-import { blankDamagedLogRecords, lockHolder, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
+import { environmentError, QueuectlError } from '../../errors.ts';
+import { blankDamagedLogRecords, holdsNoDatabase, lockHolder, readWalEnd, WAL_END_FILE } from './leveldb-files.ts';
 import { FORMAT, LogStore } from './store.ts';
 
 export interface RepairReport {
@@ -24,15 +24,24 @@ export interface RepairReport {
 
 const stamp = (): string => new Date().toISOString().replace(/:/g, '-').replace(/\.\d+Z$/, 'Z');
 
-export const repairDatabase = async (dbDir: string): Promise<RepairReport> => {
-  if (!existsSync(dbDir)) throw new QueuectlError('QUEUECTL_FAILED', `nothing to repair: there is no database in ${dbDir}`);
+/** `shown`: the directory as messages name it (`dbDir` may go through the data directory's handle). */
+export const repairDatabase = async (dbDir: string, shown = dbDir): Promise<RepairReport> => {
+  // db/ exists from the first use of a data directory on (made 0700 before LevelDB runs): an
+  // empty one (or a creation cut short) holds no database, and RepairDB would make one without
+  // queuectl's format mark, which every command would then refuse.
+  if (!existsSync(dbDir) || holdsNoDatabase(readdirSync(dbDir))) throw new QueuectlError('QUEUECTL_FAILED', `nothing to repair: there is no database in ${shown}`);
   const holder = lockHolder(join(dbDir, 'LOCK'));
   if (holder !== null) {
-    throw new QueuectlError('QUEUECTL_BUSY', `process ${holder} has the database in ${dbDir} open; stop it first (queuectl worker stop), then run queuectl repair again`);
+    throw new QueuectlError('QUEUECTL_BUSY', `process ${holder} has the database in ${shown} open; stop it first (queuectl worker stop), then run queuectl repair again`);
   }
   const walEnd = readWalEnd(dbDir);
   const backup = join(dirname(dbDir), `${basename(dbDir)}.damaged-${stamp()}`);
-  cpSync(dbDir, backup, { recursive: true, errorOnExist: true, force: false, preserveTimestamps: true });
+  try {
+    cpSync(dbDir, backup, { recursive: true, errorOnExist: true, force: false, preserveTimestamps: true });
+  } catch (e) {
+    rmSync(backup, { recursive: true, force: true }); // a half copy is no copy
+    throw environmentError(e, 'keep a copy of the database in', join(dirname(shown), basename(backup))) ?? e; // ENOSPC
+  }
   // The note describes logs RepairDB is about to turn into tables.
   rmSync(join(dbDir, WAL_END_FILE), { force: true });
 

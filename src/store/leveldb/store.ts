@@ -55,6 +55,8 @@ export interface StoreOptions {
   sync?: boolean;
   /** How a replay (rebuild, verify, catch-up) works through the log; tests make them tiny. */
   replay?: Partial<ReplayLimits>;
+  /** The database's directory as messages name it: the path the user gave, not the handle it is opened through. */
+  name?: string;
 }
 
 export interface ReplayLimits {
@@ -73,6 +75,8 @@ export class LogStore {
   readonly projections: readonly Projection[];
   private readonly sync: boolean;
   private readonly replay: ReplayLimits;
+  /** What messages call the database (see StoreOptions.name). */
+  private readonly name: string;
   private readonly meta: Sub;
   private readonly log: Sub;
   private readonly stream: Sub;
@@ -110,6 +114,7 @@ export class LogStore {
     this.projections = options.projections;
     this.sync = options.sync ?? true;
     this.replay = { ...REPLAY, ...options.replay };
+    this.name = options.name ?? (db as { location?: string }).location ?? 'memory';
     this.meta = db.sublevel('meta', { valueEncoding: 'json' });
     this.log = db.sublevel('log', { valueEncoding: 'json' });
     this.stream = db.sublevel('stream', { valueEncoding: 'json' });
@@ -356,7 +361,7 @@ export class LogStore {
   /** Stop writing: a full disk or a permission is the environment's (QUEUECTL_ENVIRONMENT, exit 1), anything else stays as it is. */
   private fail(err: unknown): unknown {
     if (this.broken === null) {
-      this.broken = environmentError(err, 'write the log in', (this.db as { location?: string }).location ?? 'the database') ?? err;
+      this.broken = environmentError(err, 'write the log in', this.name) ?? err;
       this.onUnwritable?.();
     }
     return this.broken;
@@ -415,7 +420,7 @@ export class LogStore {
   }
 
   private damage(what: string): QueuectlError {
-    return damaged((this.db as { location?: string }).location ?? 'memory', what);
+    return damaged(this.name, what);
   }
 
   /** One job's events, through the stream index (never a scan of the log). */
