@@ -199,6 +199,8 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   const view = await withQueue(o, (q) => q.call('status', {}));
   if (o.json) return printJson(view);
   const j = view.jobs;
+  const b = view.backend;
+  if (b) process.stdout.write(`${colors.bold('Backend')}  ${b.type === 'leveldb' ? `LevelDB ${oneLine(b.path)}` : `PostgreSQL ${oneLine(b.url)}`}\n`);
   const lost = view.workers.filter((w) => !w.alive);
   const lostJobs = lost.flatMap((w) => w.lost_jobs);
   const parts = (['pending', 'processing', 'completed', 'failed', 'dead', 'cancelled'] as const).map(

@@ -14,7 +14,12 @@ import { isAlive, killAttempt, runTag } from './pids.ts';
 
 export interface RunningAttempt { jobId: string; attempt: number }
 
+/** Where the queue is kept, as `status` names it: never a password (see postgres/url.ts). */
+export type Backend = { type: 'leveldb'; path: string } | { type: 'postgresql'; url: string };
+
 export interface StatusView {
+  /** null only for a host made without one (tests over memory-level) */
+  backend: Backend | null;
   jobs: Record<JobState, number>;
   /**
    * `alive`: false when the worker's process is gone (this host checks the pid; its loss is
@@ -88,6 +93,7 @@ export class Host {
     engine: Engine,
     /** What a backend's error means for a user (LevelDB: damage and the way back), or null. */
     readonly explain: (e: unknown) => QueuectlError | null = () => null,
+    readonly backend: Backend | null = null,
   ) {
     this.engine = engine;
     // Any durable change may make a job runnable or finish one someone waits for.
@@ -293,6 +299,7 @@ export class Host {
       const now = this.engine.clock();
       const ended = counts.succeededRuns + counts.failedRuns;
       return {
+        backend: this.backend,
         jobs: counts.jobs,
         workers: workers.map((w) => {
           const alive = isAlive(w.pid);
