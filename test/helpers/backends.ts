@@ -10,6 +10,8 @@ import { Engine } from '../../src/engine/engine.ts';
 import type { AnyLevel } from '../../src/store/leveldb/keys.ts';
 import { LevelStore, type LevelStoreOptions } from '../../src/store/leveldb/level-store.ts';
 import type { Store } from '../../src/store/port.ts';
+import { PgStore, projectionRecords } from '../../src/store/postgres/store.ts';
+import { freshQueue, type TestPostgres } from './postgres.ts';
 
 /** An engine over the LevelDB store of `db` (classic-level, or memory-level for pure-logic tests). */
 export const openLevelEngine = async (db: AnyLevel, options?: LevelStoreOptions): Promise<Engine> => new Engine(await LevelStore.open(db, options));
@@ -67,6 +69,38 @@ export const levelHarness = (kind: 'classic' | 'memory'): BackendHarness => ({
       async dispose() {
         await store.close().catch(() => {});
         if (dir) rmSync(dir, { recursive: true, force: true });
+      },
+    };
+  },
+});
+
+/**
+ * The PostgreSQL store, each store in a fresh schema of the server `server()` gives (one per
+ * test file: test/helpers/postgres.ts). A reopen is a new pool, as a restarted host would open.
+ */
+export const pgHarness = (server: () => Promise<TestPostgres>): BackendHarness => ({
+  name: 'postgres',
+  async create(clock) {
+    const queue = await freshQueue(await server(), 'h');
+    const open = async () => PgStore.open(await queue.connect(4), { schema: queue.schema, clock, pollMs: 200 });
+    let store = await open();
+    return {
+      get store() {
+        return store;
+      },
+      async reopen() {
+        await store.close();
+        store = await open();
+        return store;
+      },
+      async projections() {
+        const out: Record<string, [string, unknown][]> = {};
+        for (const p of PROJECTIONS) out[p.name] = await projectionRecords(store.sql, p.name);
+        return out;
+      },
+      async dispose() {
+        await store.close().catch(() => {});
+        await queue.drop();
       },
     };
   },

@@ -1,14 +1,29 @@
-// STAND-IN, to be replaced by branch pg-store's open.ts (PgStore) when the two are merged: take
-// that branch's version of this file. It has the agreed signature and reaches the server (so a
-// URL pointing nowhere fails here as it will there), then says the store is not built yet.
-import { QueuectlError } from '../../errors.ts';
+// Opening the PostgreSQL store a URL names, for the process that becomes a host (mirrors
+// leveldb/open.ts). Small: the `postgres` client and the store's code are imported only when
+// called, so a command on the LevelDB store never loads them.
 import type { Store } from '../port.ts';
-import { connect } from './connect.ts';
-import { parseDatabaseUrl } from './url.ts';
+import { parseDatabaseUrl, type UrlSource } from './url.ts';
 
-export const openPostgresBackend = async <T>(url: string, meanwhile: () => Promise<T>): Promise<[Store, T]> => {
-  const target = parseDatabaseUrl(url, 'QUEUECTL_DATABASE_URL');
-  const [sql] = await Promise.all([connect(target, { max: 1 }), meanwhile()]);
-  await sql.end({ timeout: 1 });
-  throw new QueuectlError('QUEUECTL_FAILED', `PostgreSQL at ${target.display} was reached, but this build of queuectl has no PostgreSQL store yet (in progress)`);
+/**
+ * Connect to the database `url` names (its connect timeout; errors one line, password
+ * masked: QUEUECTL_INVALID_INPUT for a malformed URL, QUEUECTL_DATABASE_UNAVAILABLE when it
+ * cannot be reached), bring the queue's schema up to date, open the store. `meanwhile` runs
+ * while the client loads and connects; its result comes back with the store.
+ */
+export const openPostgresBackend = async <T>(url: string, meanwhile: () => Promise<T>, source: UrlSource = 'QUEUECTL_DATABASE_URL'): Promise<[Store, T]> => {
+  const target = parseDatabaseUrl(url, source);
+  const [{ connect, databaseError }, { migrate }, { PgStore }, extra] = await Promise.all([
+    import('./connect.ts'),
+    import('./migrate.ts'),
+    import('./store.ts'),
+    meanwhile(),
+  ]);
+  const sql = await connect(target);
+  try {
+    await migrate(sql, target.schema);
+    return [await PgStore.open(sql, { schema: target.schema, explain: (e) => databaseError(e, target) }), extra];
+  } catch (e) {
+    await sql.end({ timeout: 0 }).catch(() => {});
+    throw databaseError(e, target);
+  }
 };

@@ -1,0 +1,577 @@
+// The PostgreSQL implementation of the store port (src/store/port.ts): one writer among many,
+// so nothing another machine can change is cached here; every answer comes from the database.
+//
+// A transaction (transact, claimNext) runs, in one SQL transaction:
+//   1. a shared advisory lock (rebuild takes it exclusively, so it runs with no writer) and the
+//      database's time, which decisions use (unless a clock is given: tests);
+//   2. the named job rows locked FOR UPDATE in id order (claims: the next due job, locked with
+//      FOR UPDATE SKIP LOCKED by claim.ts), and the config;
+//   3. the shared, pure `decide`;
+//   4. the events appended (log.ts: takes the head, the last contended lock), then folded by the
+//      shared reducers (fold.ts) over a key space backed by the tables (PgSpace), and written.
+// Two enqueues of one new id both decide "new"; the second to append hits the jobs table's
+// primary key and the whole transaction is retried, deciding again: QUEUECTL_DUPLICATE_ID.
+// Serialisation failures and deadlocks (40001, 40P01) are retried the same way: `decide` is
+// pure, so deciding again is safe.
+//
+// The config is read without a lock (read committed): a decision may use the config as of its
+// start, while a `config set` commits meanwhile; locking it would make every transaction wait
+// on every config change.
+import { isDeepStrictEqual } from 'node:util';
+import { type Config, configFromStored } from '../../domain/config.ts';
+import type { JobState, JobView } from '../../domain/types.ts';
+import { QueuectlError } from '../../errors.ts';
+import type { EventData, StoredEvent } from '../../events.ts';
+import { PROJECTIONS } from '../../../projections/index.ts';
+import type { DlqEntry } from '../../../projections/dlq.ts';
+import { parseRunnableKey, runnableKeyOf } from '../../../projections/runnable.ts';
+import { type Counts, emptyCounts, orderKey, stateKey } from '../../../projections/states.ts';
+import type { WorkerView } from '../../../projections/workers.ts';
+import { DELETED, fold, type KeySpace, type Target } from '../fold.ts';
+import type { CloseOptions, Committed, Decider, Store } from '../port.ts';
+import { databaseNow, lockDueJobs, nextDueAt } from './claim.ts';
+import type { Queryable, Sql, TransactionSql } from './connect.ts';
+import { appendEvents, type Follower, follow, logHead, readEvents, readEventsPage, readStream } from './log.ts';
+
+export interface PgStoreOptions {
+  /** the queue's schema (connect.ts set it as the search_path) */
+  schema: string;
+  /** decide at this time instead of the database's (tests) */
+  clock?: () => number;
+  /** how often a subscriber reads the log when no notification came (ms) */
+  pollMs?: number;
+  /** a driver error as a user should see it (connect.ts databaseError with the target) */
+  explain?: (e: unknown) => unknown;
+}
+
+/** The first key of queuectl's advisory locks ('queu', as migrate.ts); 2 here: writers vs rebuild. */
+const LOCK_CLASS = 0x71756575;
+const WRITERS_LOCK = 2;
+/** Retries of a transaction that lost a race (unique violation, serialisation failure, deadlock). */
+const MAX_ATTEMPTS = 20;
+const RETRIED = new Set(['23505', '40001', '40P01']);
+
+const TARGETS: readonly Target[] = PROJECTIONS.map((p) => [p, `${p.name}/`] as const);
+/** Projections kept in projection_kv; jobs, states and runnable have tables of their own. */
+const KV_PROJECTIONS = ['dlq', 'config', 'workers'];
+/** The counters of Counts besides jobs per state, as rows of job_counts. */
+const RUN_COUNTERS = ['runs', 'succeededRuns', 'failedRuns', 'totalRunMs', 'maxRunMs'] as const;
+
+const split = (key: string): [string, string] => {
+  const at = key.indexOf('/');
+  return [key.slice(0, at), key.slice(at + 1)];
+};
+
+/** The Counts that job_counts rows make; undefined when none was ever written. */
+const countsOf = (rows: readonly { state: string; jobs: string }[]): Counts | undefined => {
+  if (rows.length === 0) return undefined;
+  const counts = emptyCounts();
+  for (const { state, jobs } of rows) {
+    if (state in counts.jobs) counts.jobs[state as JobState] = Number(jobs);
+    else if ((RUN_COUNTERS as readonly string[]).includes(state)) counts[state as (typeof RUN_COUNTERS)[number]] = Number(jobs);
+  }
+  return counts;
+};
+
+/**
+ * The key space of one transaction's fold, over the tables. Jobs come from the rows the
+ * transaction locked; `states/counts` is loaded as zero, so what the reducer leaves there is
+ * the change, added to job_counts (maxRunMs: the greater) without ever reading its rows: no
+ * transaction waits to read the counts. The state and order indexes (`states/s:`, `states/a:`)
+ * are the jobs table's own indexes, so their writes need nothing more.
+ */
+class PgSpace implements KeySpace {
+  private readonly values = new Map<string, unknown>();
+  private readonly written = new Map<string, unknown>();
+  /** Jobs whose row exists (locked by this transaction): updated, where others are inserted. */
+  private readonly existing = new Set<string>();
+
+  constructor(
+    private readonly tx: TransactionSql,
+    jobs: ReadonlyMap<string, JobView | undefined>,
+  ) {
+    for (const [id, job] of jobs) this.loaded(id, job);
+  }
+
+  private loaded(id: string, job: JobView | undefined): void {
+    this.values.set(`jobs/${id}`, job);
+    if (job) this.existing.add(id);
+  }
+
+  async load(keys: string[]): Promise<void> {
+    const kv: [string, string][] = [];
+    const jobs: string[] = [];
+    for (const key of keys) {
+      if (this.values.has(key)) continue;
+      const [projection, k] = split(key);
+      if (projection === 'jobs') jobs.push(k);
+      else if (key === 'states/counts') this.values.set(key, emptyCounts());
+      else if (KV_PROJECTIONS.includes(projection)) kv.push([projection, k]);
+    }
+    const [jobRows, kvRows] = await Promise.all([
+      jobs.length === 0 ? [] : this.tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${jobs}) order by id for update`,
+      kv.length === 0
+        ? []
+        : this.tx<{ projection: string; key: string; value: unknown }[]>`
+            select projection, key, value from projection_kv
+            where (projection, key) in (select * from unnest(${kv.map(([p]) => p)}::text[], ${kv.map(([, k]) => k)}::text[]))
+            order by projection, key for update`,
+    ]);
+    for (const id of jobs) this.loaded(id, undefined);
+    for (const key of kv) this.values.set(key.join('/'), undefined);
+    for (const row of jobRows) this.loaded(row.id, row.view);
+    for (const row of kvRows) this.values.set(`${row.projection}/${row.key}`, row.value);
+  }
+
+  get(key: string): unknown {
+    const value = this.values.get(key);
+    return value === DELETED ? undefined : value;
+  }
+
+  set(key: string, value: unknown): void {
+    this.values.set(key, value);
+    this.written.set(key, value);
+  }
+
+  /**
+   * Write what the fold changed. `jobs` are the jobs as the fold left them; with `leases`, the
+   * leases table follows them (a processing job holds the lease of its attempt until the
+   * database's clock passes leaseUntil; heartbeats extend it, claim.ts renewLease).
+   */
+  async flush(jobs: ReadonlyMap<string, JobView | undefined>, leases: boolean): Promise<void> {
+    const tx = this.tx;
+    const views = [...jobs.values()].filter((j): j is JobView => j !== undefined);
+    const runnableGone: number[] = [];
+    const runnable: { job_id: string; priority: number; due_at: number; enqueued_pos: number }[] = [];
+    const kvPut: { projection: string; key: string; value: unknown }[] = [];
+    const kvGone: { projection: string; key: string }[] = [];
+    const counts = new Map<string, number>();
+    for (const [full, value] of this.written) {
+      const [projection, key] = split(full);
+      if (projection === 'runnable') {
+        const { priority, dueAt, pos } = parseRunnableKey(key);
+        if (value === DELETED) runnableGone.push(pos);
+        else runnable.push({ job_id: value as string, priority, due_at: dueAt, enqueued_pos: pos });
+      } else if (full === 'states/counts' && value !== DELETED) {
+        const c = value as Counts;
+        for (const [state, n] of Object.entries(c.jobs)) if (n !== 0) counts.set(state, n);
+        for (const name of RUN_COUNTERS) if (c[name] !== 0) counts.set(name, c[name]);
+      } else if (KV_PROJECTIONS.includes(projection)) {
+        if (value === DELETED) kvGone.push({ projection, key });
+        else kvPut.push({ projection, key, value });
+      }
+    }
+    const writes: Promise<unknown>[] = [];
+    if (views.length > 0) {
+      const rows = views.map((j) => ({ id: j.id, state: j.state, enqueued_pos: j.enqueuedPos, view: j }));
+      const added = rows.filter((r) => !this.existing.has(r.id));
+      const changed = rows.filter((r) => this.existing.has(r.id));
+      // a new job is inserted, never upserted: if another machine added that id since this
+      // transaction looked, the primary key refuses it and the transaction decides again
+      if (added.length > 0) {
+        writes.push(tx`
+          insert into jobs (id, state, enqueued_pos, view)
+          select id, state, enqueued_pos, view from jsonb_to_recordset(${tx.json(added as never)}) as r(id text, state text, enqueued_pos bigint, view jsonb)`);
+      }
+      if (changed.length > 0) {
+        writes.push(tx`
+          update jobs set state = r.state, view = r.view
+          from jsonb_to_recordset(${tx.json(changed as never)}) as r(id text, state text, view jsonb) where jobs.id = r.id`);
+      }
+    }
+    if (leases && views.length > 0) {
+      const held = views.filter((j) => j.state === 'processing' && j.workerId !== null && j.leaseUntil !== null);
+      const rows = held.map((j) => ({ job_id: j.id, worker_id: j.workerId, attempt: j.totalAttempts, until: j.leaseUntil }));
+      const free = views.filter((j) => !held.includes(j)).map((j) => j.id);
+      if (free.length > 0) writes.push(tx`delete from leases where job_id = any(${free})`);
+      if (rows.length > 0) {
+        writes.push(tx`
+          insert into leases (job_id, worker_id, attempt, expires_at)
+          select job_id, worker_id, attempt, to_timestamp(until / 1000.0) from jsonb_to_recordset(${tx.json(rows as never)}) as r(job_id text, worker_id text, attempt integer, until bigint)
+          on conflict (job_id) do update set worker_id = excluded.worker_id, attempt = excluded.attempt, expires_at = excluded.expires_at`);
+      }
+    }
+    // a job's old key goes before its new one is put (both name the job by its enqueue position)
+    if (runnableGone.length > 0 || runnable.length > 0) {
+      writes.push(
+        (async () => {
+          if (runnableGone.length > 0) await tx`delete from runnable where enqueued_pos = any(${runnableGone})`;
+          if (runnable.length > 0) {
+            await tx`
+              insert into runnable (job_id, priority, due_at, enqueued_pos)
+              select job_id, priority, due_at, enqueued_pos from jsonb_to_recordset(${tx.json(runnable as never)}) as r(job_id text, priority integer, due_at bigint, enqueued_pos bigint)
+              on conflict (job_id) do update set priority = excluded.priority, due_at = excluded.due_at, enqueued_pos = excluded.enqueued_pos`;
+          }
+        })(),
+      );
+    }
+    if (kvGone.length > 0) {
+      writes.push(tx`
+        delete from projection_kv where (projection, key) in
+          (select * from unnest(${kvGone.map((r) => r.projection)}::text[], ${kvGone.map((r) => r.key)}::text[]))`);
+    }
+    if (kvPut.length > 0) {
+      writes.push(tx`
+        insert into projection_kv (projection, key, value)
+        select projection, key, value from jsonb_to_recordset(${tx.json(kvPut as never)}) as r(projection text, key text, value jsonb)
+        on conflict (projection, key) do update set value = excluded.value`);
+    }
+    if (counts.size > 0) {
+      // in state order, so two transactions never wait on each other's rows crosswise
+      const rows = [...counts].sort(([a], [b]) => (a < b ? -1 : 1)).map(([state, jobs]) => ({ state, jobs }));
+      writes.push(tx`
+        insert into job_counts (state, jobs)
+        select state, jobs from jsonb_to_recordset(${tx.json(rows as never)}) as r(state text, jobs bigint)
+        on conflict (state) do update set jobs = case when excluded.state = 'maxRunMs' then greatest(job_counts.jobs, excluded.jobs) else job_counts.jobs + excluded.jobs end`);
+    }
+    await Promise.all(writes);
+  }
+}
+
+/** A key space in memory: what verify folds the log into. */
+class MemorySpace implements KeySpace {
+  readonly values = new Map<string, unknown>();
+  async load(): Promise<void> {}
+  get(key: string): unknown {
+    const value = this.values.get(key);
+    return value === DELETED ? undefined : value;
+  }
+  set(key: string, value: unknown): void {
+    if (value === DELETED) this.values.delete(key);
+    else this.values.set(key, value);
+  }
+}
+
+const asJson = (value: unknown): unknown => (value === undefined ? undefined : JSON.parse(JSON.stringify(value)));
+
+/** Compare as LevelDB orders keys (bytewise; `collate "C"` in SQL). */
+const byKey = ([a]: [string, unknown], [b]: [string, unknown]): number => (a < b ? -1 : a > b ? 1 : 0);
+
+/**
+ * A projection's records as the LevelDB store keeps them, key for key (the replay law and
+ * verify compare these): jobs, the state and order indexes and the counts are read back from
+ * their tables, in the reducers' key format.
+ */
+export const projectionRecords = async (sql: Queryable, name: string): Promise<[string, unknown][]> => {
+  switch (name) {
+    case 'jobs':
+      return (await sql<{ id: string; view: JobView }[]>`select id, view from jobs order by id collate "C"`).map((r) => [r.id, r.view]);
+    case 'states': {
+      const jobs = await sql<{ id: string; state: JobState; enqueued_pos: string }[]>`select id, state, enqueued_pos from jobs`;
+      const records: [string, unknown][] = [];
+      for (const j of jobs) {
+        const pos = Number(j.enqueued_pos);
+        records.push([orderKey(pos), j.id], [stateKey(j.state, pos), j.id]);
+      }
+      const counts = countsOf(await sql<{ state: string; jobs: string }[]>`select state, jobs from job_counts`);
+      if (counts) records.push(['counts', counts]);
+      return records.sort(byKey);
+    }
+    case 'runnable': {
+      const rows = await sql<{ job_id: string; priority: number; due_at: string; enqueued_pos: string }[]>`select job_id, priority, due_at, enqueued_pos from runnable`;
+      return rows.map((r): [string, unknown] => [runnableKeyOf({ state: 'pending', priority: r.priority, nextRunAt: Number(r.due_at), enqueuedPos: Number(r.enqueued_pos) } as JobView)!, r.job_id]).sort(byKey);
+    }
+    default:
+      return (await sql<{ key: string; value: unknown }[]>`select key, value from projection_kv where projection = ${name} order by key`).map((r) => [r.key, r.value]);
+  }
+};
+
+export class PgStore implements Store {
+  readonly clock: () => number;
+  /** PostgreSQL keeps its own durability: a failed write fails its transaction alone. */
+  onUnwritable: (() => void) | null = null;
+  private readonly listeners = new Set<(events: StoredEvent[]) => void>();
+  /** The next position subscribers get (null: no subscriber yet). */
+  private delivered: number | null = null;
+  private following: Promise<Follower | null> | null = null;
+  /** Deliveries, one at a time, in order. */
+  private delivering: Promise<void> = Promise.resolve();
+
+  private constructor(
+    readonly sql: Sql,
+    private readonly options: PgStoreOptions,
+    /** the database's time minus ours, measured at open */
+    offset: number,
+  ) {
+    this.clock = options.clock ?? (() => Date.now() + offset);
+  }
+
+  /** Open the store over a pool whose search_path is the (migrated) queue schema. */
+  static async open(sql: Sql, options: PgStoreOptions): Promise<PgStore> {
+    const before = Date.now();
+    const db = await databaseNow(sql);
+    return new PgStore(sql, options, db - Math.round((before + Date.now()) / 2));
+  }
+
+  private explain(e: unknown): unknown {
+    return e instanceof QueuectlError || !this.options.explain ? e : this.options.explain(e);
+  }
+
+  /** Run `body` in a transaction, again when it lost a race; driver errors explained. */
+  private async inTransaction<T>(body: (tx: TransactionSql) => Promise<T>): Promise<T> {
+    // a subscriber's starting point is read before any transaction begun after it commits
+    if (this.following) await this.following;
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.sql.begin(body as (tx: TransactionSql) => Promise<never>) as T;
+      } catch (e) {
+        const code = (e as { code?: unknown }).code;
+        if (attempt >= MAX_ATTEMPTS || !(typeof code === 'string' && RETRIED.has(code))) throw this.explain(e);
+        await new Promise((resolve) => setTimeout(resolve, Math.random() * 2 * attempt));
+      }
+    }
+  }
+
+  /** A writing transaction's first statement: the writers' lock, and the time it decides at. */
+  private async begin(tx: TransactionSql): Promise<number> {
+    const [row] = await tx<{ now: number }[]>`select pg_advisory_xact_lock_shared(${LOCK_CLASS}, ${WRITERS_LOCK}), (extract(epoch from now()) * 1000)::float8 as now`;
+    return this.options.clock ? this.options.clock() : Math.floor(row!.now);
+  }
+
+  private async configIn(sql: Queryable): Promise<Config> {
+    const rows = await sql<{ key: string; value: unknown }[]>`select key, value from projection_kv where projection = 'config'`;
+    return configFromStored(rows.map((r) => [r.key, r.value]));
+  }
+
+  /** Append what was decided, fold it into the projections, write them: all in `tx`. */
+  private async append(tx: TransactionSql, data: readonly EventData[], now: number, jobs: ReadonlyMap<string, JobView | undefined>): Promise<Committed> {
+    if (data.length === 0) return { events: [], jobs: new Map() };
+    const events = await appendEvents(tx, this.options.schema, data.map((d) => ({ at: now, data: d })));
+    const space = new PgSpace(tx, jobs);
+    const after = await fold(events, space, TARGETS);
+    await space.flush(after, true);
+    return { events, jobs: after };
+  }
+
+  async transact(jobIds: readonly string[], decide: Decider): Promise<Committed> {
+    const ids = [...new Set(jobIds)];
+    const committed = await this.inTransaction(async (tx) => {
+      const [now, rows, config] = await Promise.all([
+        this.begin(tx),
+        ids.length === 0 ? [] : tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${ids}) order by id for update`,
+        this.configIn(tx),
+      ]);
+      const found = new Map(rows.map((r) => [r.id, r.view]));
+      const jobs = new Map(jobIds.map((id) => [id, found.get(id)]));
+      return this.append(tx, decide({ jobs, config }, now), now, jobs);
+    });
+    await this.published(committed.events);
+    return committed;
+  }
+
+  // ---- claims -------------------------------------------------------------------------------
+
+  async claimNext(decide: (jobId: string) => Decider): Promise<Committed | null> {
+    const committed = await this.inTransaction(async (tx) => {
+      const now = await this.begin(tx);
+      const [due] = await lockDueJobs(tx, now);
+      if (!due) return null;
+      const [[row], config] = await Promise.all([tx<{ view: JobView }[]>`select view from jobs where id = ${due.jobId}`, this.configIn(tx)]);
+      const jobs = new Map([[due.jobId, row?.view]]);
+      return this.append(tx, decide(due.jobId)({ jobs, config }, now), now, jobs);
+    });
+    if (committed) await this.published(committed.events);
+    return committed;
+  }
+
+  nextDueAt(): Promise<number | null> {
+    return this.reading(() => nextDueAt(this.sql));
+  }
+
+  // ---- the log ------------------------------------------------------------------------------
+
+  async *readEvents(from?: number, to?: number): AsyncGenerator<StoredEvent> {
+    try {
+      yield* readEvents(this.sql, from, to);
+    } catch (e) {
+      throw this.explain(e);
+    }
+  }
+
+  readStream(jobId: string): Promise<StoredEvent[]> {
+    return this.reading(() => readStream(this.sql, jobId));
+  }
+
+  head(): Promise<number> {
+    return this.reading(() => logHead(this.sql));
+  }
+
+  /**
+   * Subscribers get every event from the head at their first subscription on, in order, each
+   * once: this store's own commits before their transaction resolves, other machines' through
+   * log.ts `follow` (NOTIFY, and a poll for notifications lost while disconnected).
+   */
+  subscribe(listener: (events: StoredEvent[]) => void): () => void {
+    this.listeners.add(listener);
+    this.following ??= (async () => {
+      try {
+        const head = await logHead(this.sql);
+        this.delivered ??= head + 1;
+        return await follow(this.sql, this.options.schema, (events) => this.deliver(events), { from: head + 1, pollMs: this.options.pollMs });
+      } catch {
+        return null; // the database away: this store's own commits are still delivered, and reads catch up the gap
+      }
+    })();
+    return () => {
+      this.listeners.delete(listener);
+    };
+  }
+
+  /** Deliver `events` (consecutive) to subscribers, after any not yet delivered before them. */
+  private deliver(events: readonly StoredEvent[]): Promise<void> {
+    const run = this.delivering.then(async () => {
+      if (this.delivered === null || events.length === 0) return;
+      const last = events[events.length - 1]!.pos;
+      if (last < this.delivered) return;
+      if (events[0]!.pos > this.delivered) {
+        // a gap: other machines' events, not yet seen; read them first
+        for (let next = this.delivered; next < events[0]!.pos; ) {
+          const page = await readEventsPage(this.sql, next, Math.min(1000, events[0]!.pos - next));
+          if (page.length === 0) break;
+          this.hand(page);
+          next = page[page.length - 1]!.pos + 1;
+        }
+      }
+      this.hand(events.filter((e) => e.pos >= this.delivered!));
+    });
+    this.delivering = run.catch(() => {});
+    return run;
+  }
+
+  private hand(events: StoredEvent[]): void {
+    if (events.length === 0 || this.delivered === null || events[0]!.pos !== this.delivered) return;
+    this.delivered = events[events.length - 1]!.pos + 1;
+    for (const listener of this.listeners) listener(events);
+  }
+
+  /** Our own commit, delivered to subscribers before its transaction resolves. */
+  private async published(events: readonly StoredEvent[]): Promise<void> {
+    if (events.length === 0 || this.following === null) return;
+    await this.following;
+    await this.deliver(events).catch(() => {}); // a failed catch-up read is retried by the follower
+  }
+
+  // ---- queries ------------------------------------------------------------------------------
+
+  private async reading<T>(query: () => Promise<T>): Promise<T> {
+    try {
+      return await query();
+    } catch (e) {
+      throw this.explain(e);
+    }
+  }
+
+  job(id: string): Promise<JobView | undefined> {
+    return this.reading(async () => (await this.sql<{ view: JobView }[]>`select view from jobs where id = ${id}`)[0]?.view);
+  }
+
+  list(options: { state?: JobState; limit?: number } = {}): Promise<JobView[]> {
+    const { state, limit = 50 } = options;
+    return this.reading(async () =>
+      (state
+        ? await this.sql<{ view: JobView }[]>`select view from jobs where state = ${state} order by enqueued_pos desc limit ${limit}`
+        : await this.sql<{ view: JobView }[]>`select view from jobs order by enqueued_pos desc limit ${limit}`
+      ).map((r) => r.view),
+    );
+  }
+
+  oldest(state: JobState): Promise<JobView | undefined> {
+    return this.reading(async () => (await this.sql<{ view: JobView }[]>`select view from jobs where state = ${state} order by enqueued_pos limit 1`)[0]?.view);
+  }
+
+  counts(): Promise<Counts> {
+    return this.reading(async () => countsOf(await this.sql<{ state: string; jobs: string }[]>`select state, jobs from job_counts`) ?? emptyCounts());
+  }
+
+  workers(): Promise<WorkerView[]> {
+    return this.reading(async () => (await projectionRecords(this.sql, 'workers')).map(([, v]) => v as WorkerView));
+  }
+
+  dlq(): Promise<DlqEntry[]> {
+    return this.reading(async () =>
+      (await this.sql<{ value: DlqEntry }[]>`select value from projection_kv where projection = 'dlq' and key >= 'd:' and key < 'd;' order by key`).map((r) => r.value),
+    );
+  }
+
+  config(): Promise<Config> {
+    return this.reading(() => this.configIn(this.sql));
+  }
+
+  // ---- maintenance --------------------------------------------------------------------------
+
+  /**
+   * Recompute every projection from position 0, in one transaction that holds the writers'
+   * lock exclusively: no machine writes meanwhile (their transactions wait), and a rebuild that
+   * fails leaves the projections as they were. The log is read and folded a page at a time.
+   * Leases are not projections (heartbeats extend them): they are left as they are.
+   */
+  rebuild(): Promise<number> {
+    return this.inTransaction(async (tx) => {
+      await tx`select pg_advisory_xact_lock(${LOCK_CLASS}, ${WRITERS_LOCK})`;
+      await Promise.all([tx`delete from jobs`, tx`delete from runnable`, tx`delete from job_counts`, tx`delete from projection_kv where projection = any(${KV_PROJECTIONS})`]);
+      let count = 0;
+      for (let from = 0; ; ) {
+        const events = await readEventsPage(tx, from, PAGE);
+        if (events.length === 0) break;
+        const space = new PgSpace(tx, new Map());
+        await space.flush(await fold(events, space, TARGETS), false);
+        count += events.length;
+        from = events[events.length - 1]!.pos + 1;
+      }
+      return count;
+    });
+  }
+
+  /**
+   * Fold the log into memory a page at a time (each page its own statement: no long snapshot),
+   * then, in one read-only snapshot, fold what was appended meanwhile and compare with the
+   * stored projections. Writers keep going throughout.
+   */
+  async verify(limit = 20): Promise<{ events: number; differences: string[] }> {
+    try {
+      const space = new MemorySpace();
+      let events = 0;
+      let from = 0;
+      const foldFrom = async (sql: Queryable, to: number) => {
+        while (from <= to) {
+          const page = await readEventsPage(sql, from, Math.min(PAGE, to - from + 1));
+          if (page.length === 0) break;
+          await fold(page, space, TARGETS);
+          events += page.length;
+          from = page[page.length - 1]!.pos + 1;
+        }
+      };
+      await foldFrom(this.sql, await logHead(this.sql));
+      const differences: string[] = [];
+      await this.sql.begin('isolation level repeatable read read only', async (tx) => {
+        await foldFrom(tx, await logHead(tx));
+        for (const p of PROJECTIONS) {
+          const prefix = `${p.name}/`;
+          const rebuilt = new Map([...space.values].filter(([k]) => k.startsWith(prefix)).map(([k, v]) => [k.slice(prefix.length), v]));
+          const stored = new Map(await projectionRecords(tx, p.name));
+          for (const key of [...new Set([...stored.keys(), ...rebuilt.keys()])].sort()) {
+            // as jsonb gives it back (its own key order; no undefined fields)
+            const [a, b] = [stored.get(key), asJson(rebuilt.get(key))];
+            if (isDeepStrictEqual(a, b)) continue;
+            if (differences.length < limit) differences.push(`${p.name}/${key}: stored ${JSON.stringify(a)} but the log gives ${JSON.stringify(b)}`);
+            else if (differences.length === limit) differences.push('...');
+          }
+        }
+      });
+      return { events, differences };
+    } catch (e) {
+      throw this.explain(e);
+    }
+  }
+
+  async close(_options?: CloseOptions): Promise<void> {
+    const follower = await this.following;
+    this.following = null;
+    await follower?.stop();
+    await this.delivering;
+    await this.sql.end({ timeout: 5 });
+  }
+}
+
+/** Events read and folded per statement by rebuild and verify. */
+const PAGE = 1000;
