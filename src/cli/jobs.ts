@@ -297,19 +297,27 @@ const readKept = (path: string, cap = CONFIG_RULES.output_limit.max): Buffer => 
 
 export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; raw?: boolean }): Promise<void> => {
   const only = o.attempt === undefined ? null : parseInteger(o.attempt, '--attempt', 1);
-  const events = await withQueue(o, (q) => q.call('history', { id }));
+  // With PostgreSQL, an attempt's output is also in the database (it may have run on another
+  // machine): `shared` has it per attempt; null entries (LevelDB) mean the files under --home only.
+  const [attempts, shared] = await withQueue(o, async (q) => {
+    let found = attemptsOf(await q.call('history', { id }));
+    if (only !== null) {
+      found = found.filter((a) => a.attempt === only);
+      if (found.length === 0) throw new QueuectlError('QUEUECTL_FAILED', `job '${id}' has no attempt ${only}; see \`queuectl history ${id}\``);
+    }
+    return [found, await Promise.all(found.map((a) => q.call('output', { jobId: id, attempt: a.attempt })))] as const;
+  });
   const dir = join(prepareHome(home(o)).logs, id); // through the checked directory's handle
-  let attempts = attemptsOf(events);
-  if (only !== null) {
-    attempts = attempts.filter((a) => a.attempt === only);
-    if (attempts.length === 0) throw new QueuectlError('QUEUECTL_FAILED', `job '${id}' has no attempt ${only}; see \`queuectl history ${id}\``);
-  }
   // `missing`: bytes the attempt's event says were kept but are not on disk (deleted by hand)
   const streams = (a: { attempt: number; end: StoredEvent | null }) =>
     (['stdout', 'stderr'] as const).map((name) => {
       const info = a.end && 'output' in a.end && a.end.output ? a.end.output[name] : null;
       const path = join(dir, `${a.attempt}.${name}`);
-      const data = readKept(path);
+      // a running attempt's output is in its machine's files until it ends: the longer one is the more complete
+      const local = readKept(path);
+      const kept = shared[attempts.indexOf(a as (typeof attempts)[number])]?.[name];
+      const remote = kept === undefined ? null : Buffer.from(kept, 'base64');
+      const data = remote !== null && remote.length >= local.length ? remote : local;
       return { name, path, data, info, missing: Math.max(0, (info?.kept ?? 0) - data.length) };
     });
   if (o.json) {

@@ -48,7 +48,7 @@ const start = async (o: WorkerOptions): Promise<void> => {
   const runner = new JobRunner({ homeFd: h.fd, jobUmask: privateUmask() });
   runner.prestart(); // boots while the queue opens
   const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() }, db);
-  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log, runJob: (opts) => runner.run(opts) });
+  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log, runJob: (opts) => runner.run(opts), shareOutput: db !== null });
   let signals = 0;
   const onSignal = (name: string) => {
     signals += 1;
