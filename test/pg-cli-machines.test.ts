@@ -47,7 +47,7 @@ test('every command works on PostgreSQL, and status names the database without i
   const drained = await run(['worker', 'start', '--drain', '--home', home]);
   ok(drained);
   const status = await q('status');
-  assert.match(ok(status), /^Backend  PostgreSQL postgres:\/\/queuectl@127\.0\.0\.1:\d+\/postgres\?schema=t_cli_/);
+  assert.match(ok(status), /\nBackend  PostgreSQL postgres:\/\/queuectl@127\.0\.0\.1:\d+\/postgres\?schema=t_cli_/);
   const view = json(await q('status', '--json'));
   assert.equal(view.backend, { type: 'postgresql', url: queue!.url.replace(`:${encodeURIComponent(password)}@`, '@') });
   assert.equal([view.jobs.completed, view.jobs.dead, view.jobs.pending], [1, 1, 1]);

@@ -60,7 +60,7 @@ test('status names the LevelDB store when no URL is given (table and --json)', a
   const home = newHome('level');
   const q = cli(home);
   assert.equal(json(await q('status', '--json')).backend, { type: 'leveldb', path: join(home, 'db') });
-  assert.match(ok(await q('status')), new RegExp(`^Backend  LevelDB ${home}/db\\n`));
+  assert.match(ok(await q('status')), new RegExp(`\\nBackend  LevelDB ${home}/db\\n`));
 });
 
 test('a host on the LevelDB store refuses a command pointed at PostgreSQL (and names neither password nor a wrong store)', async () => {

@@ -199,8 +199,6 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   const view = await withQueue(o, (q) => q.call('status', {}));
   if (o.json) return printJson(view);
   const j = view.jobs;
-  const b = view.backend;
-  if (b) process.stdout.write(`${colors.bold('Backend')}  ${b.type === 'leveldb' ? `LevelDB ${oneLine(b.path)}` : `PostgreSQL ${oneLine(b.url)}`}\n`);
   const lost = view.workers.filter((w) => !w.alive);
   const lostJobs = lost.flatMap((w) => w.lost_jobs);
   const parts = (['pending', 'processing', 'completed', 'failed', 'dead', 'cancelled'] as const).map(
@@ -210,6 +208,8 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   process.stdout.write(`${colors.bold('Oldest')}   ${view.oldest_pending ? `${oneLine(view.oldest_pending.id)} pending for ${ago(view.oldest_pending.age_seconds * 1000)}` : 'nothing pending'}\n`);
   const r = view.runs;
   process.stdout.write(`${colors.bold('Runs')}     ${r.total} (${r.succeeded} succeeded, ${r.failed} failed)${r.average_seconds !== null ? `, average ${r.average_seconds.toFixed(2)}s, longest ${r.max_seconds?.toFixed(2)}s` : ''}\n`);
+  const b = view.backend;
+  if (b) process.stdout.write(`${colors.bold('Backend')}  ${b.type === 'leveldb' ? `LevelDB ${oneLine(b.path)}` : `PostgreSQL ${oneLine(b.url)}`}\n`);
   if (view.workers.length === 0) {
     process.stdout.write(`${colors.bold('Workers')}  none running (start with: queuectl worker start)\n`);
     return;
