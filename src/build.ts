@@ -42,6 +42,9 @@ module.exports = require('node-gyp-build')(dirname(require.resolve('classic-leve
 const SEPARATE: { out: string; entry: string; imported: RegExp; options?: BuildOptions }[] = [
   { out: 'classic-level', entry: 'classic-level', imported: /^classic-level$/ },
   { out: 'cli-table3', entry: 'cli-table3', imported: /^cli-table3$/ },
+  // the PostgreSQL client: loaded only by a command given a database URL
+  // (its CommonJS build, which exports the function itself, as the dynamic import expects)
+  { out: 'postgres', entry: './node_modules/postgres/cjs/src/index.js', imported: /^postgres$/ },
   // ulid's build for other platforms: the same code without its top-level import of node:crypto
   // (~3 ms to load, a tenth of a short enqueue); enqueue gives it /dev/urandom as its source
   { out: 'ulid', entry: 'ulid', imported: /^ulid$/, options: { platform: 'neutral' } },

@@ -17,6 +17,7 @@ import pkg from '../package.json' with { type: 'json' };
 const cli = cac('queuectl');
 cli.option('--home <dir>', 'data directory (default: $QUEUECTL_HOME or ~/.queuectl)');
 cli.option('--json', 'machine-readable JSON on stdout (read commands)');
+cli.option('--database-url <url>', 'keep the queue in PostgreSQL, shared by many machines (default: $QUEUECTL_DATABASE_URL; unset: LevelDB in --home)');
 
 cli
   .command('enqueue [job]', 'Add a job: a shell command, or JSON (a job object or an array of them)')
@@ -89,6 +90,11 @@ cli
 cli
   .command('projections <action>', 'rebuild | verify: recompute the projections from the log')
   .action(admin.projections);
+
+cli
+  .command('db <action>', 'migrate [--dry-run]: create or upgrade the queue schema in PostgreSQL (--database-url)')
+  .option('--dry-run', 'print the SQL instead of running it')
+  .action(admin.db);
 
 cli
   .command('repair', 'Bring a damaged database back: LevelDB repair, then check the log and rebuild (keeps a copy first)')

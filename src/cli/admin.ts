@@ -4,7 +4,7 @@ import { basename, join } from 'node:path';
 import { CONFIG_KEYS, CONFIG_RULES, type Config, isConfigKey, parseConfigValue } from '../domain/config.ts';
 import { QueuectlError } from '../errors.ts';
 import { prepareHome } from '../home.ts';
-import { colors, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseInteger, printJson, printTable, withQueue } from './context.ts';
+import { colors, database, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseInteger, printJson, printTable, withQueue } from './context.ts';
 import { oneLine } from './escape.ts';
 import { COMMAND_CELL, describeEvent } from './jobs.ts';
 
@@ -121,4 +121,25 @@ export const repair = async (o: GlobalOptions): Promise<void> => {
     `repaired ${named.db}: ${r.kept} events kept, ${r.lostCount} lost${r.lostCount > 0 ? ` (positions ${which})` : ''}\n` +
       `projections rebuilt and verified; the database as it was is kept in ${r.backup}\n`,
   );
+};
+
+/** `db migrate [--dry-run]`: create or upgrade the queue's schema in PostgreSQL (every host also does it on first use). */
+export const db = async (action: string, o: GlobalOptions & { dryRun?: boolean }): Promise<void> => {
+  if (action !== 'migrate') unknownAction('db', action, "'db migrate' or 'db migrate --dry-run'");
+  const chosen = database(o);
+  if (!chosen) invalid("'db migrate' works on a PostgreSQL queue: give --database-url postgres://user:password@host:5432/database or set QUEUECTL_DATABASE_URL (the LevelDB store needs no migration)");
+  const { target } = chosen!;
+  const [{ connect, databaseError }, { migrate }] = await Promise.all([import('../store/postgres/connect.ts'), import('../store/postgres/migrate.ts')]);
+  const sql = await connect(target, { max: 1 });
+  try {
+    const r = await migrate(sql, target.schema, { dryRun: Boolean(o.dryRun) }).catch((e: unknown) => {
+      throw databaseError(e, target);
+    });
+    if (o.json) return printJson({ schema: target.schema, from: r.from, to: r.to, applied: !o.dryRun && r.sql !== '', sql: r.sql });
+    if (r.sql === '') process.stdout.write(`${o.dryRun ? '-- ' : ''}schema ${target.schema} is up to date (version ${r.to}): nothing to run\n`);
+    else if (o.dryRun) process.stdout.write(`-- would migrate schema ${target.schema} from version ${r.from} to ${r.to}; nothing was run\n${r.sql}\n`);
+    else process.stdout.write(`migrated schema ${target.schema} from version ${r.from} to ${r.to}\n`);
+  } finally {
+    await sql.end({ timeout: 1 });
+  }
 };

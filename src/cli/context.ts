@@ -5,11 +5,13 @@ import type { Config } from '../domain/config.ts';
 import type { JobView } from '../domain/types.ts';
 import { QueuectlError } from '../errors.ts';
 import { resolveHome, type Home } from '../home.ts';
-import { type ConnectOptions, openQueue, type Queue } from '../host/connect.ts';
+import { type ConnectOptions, type Database, openQueue, type Queue } from '../host/connect.ts';
+import { databaseTargetFrom } from '../store/postgres/url.ts';
 
 export interface GlobalOptions {
   home?: string;
   json?: boolean;
+  databaseUrl?: string;
 }
 
 // process.stdout.isTTY rather than node:tty's isatty(1): the stream is made for the output
@@ -33,6 +35,15 @@ export const home = (opts: GlobalOptions): Home => {
 };
 
 /**
+ * The PostgreSQL database the command is pointed at: --database-url, else QUEUECTL_DATABASE_URL;
+ * null: the LevelDB store in the data directory. A malformed URL is refused here (exit 2).
+ */
+export const database = (opts: GlobalOptions): Database | null => {
+  const target = databaseTargetFrom(opts.databaseUrl);
+  return target && { url: opts.databaseUrl ?? process.env.QUEUECTL_DATABASE_URL!, target };
+};
+
+/**
  * For commands that may run for long (wait, events --follow): if this process becomes the
  * host, it must serve the socket (and watch leases), or a worker started meanwhile could
  * neither open the database nor reach a host.
@@ -41,7 +52,7 @@ export const LONG_LIVED: ConnectOptions = { serve: true, onHost: (host) => host.
 
 /** Open the queue (as a client of the host, or as the host), run `fn`, close. */
 export const withQueue = async <T>(opts: GlobalOptions, fn: (queue: Queue) => Promise<T>, options?: ConnectOptions): Promise<T> => {
-  const queue = openQueue(home(opts), options);
+  const queue = openQueue(home(opts), options, database(opts));
   try {
     return await fn(queue);
   } finally {

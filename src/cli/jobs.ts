@@ -208,6 +208,8 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   process.stdout.write(`${colors.bold('Oldest')}   ${view.oldest_pending ? `${oneLine(view.oldest_pending.id)} pending for ${ago(view.oldest_pending.age_seconds * 1000)}` : 'nothing pending'}\n`);
   const r = view.runs;
   process.stdout.write(`${colors.bold('Runs')}     ${r.total} (${r.succeeded} succeeded, ${r.failed} failed)${r.average_seconds !== null ? `, average ${r.average_seconds.toFixed(2)}s, longest ${r.max_seconds?.toFixed(2)}s` : ''}\n`);
+  const b = view.backend;
+  if (b) process.stdout.write(`${colors.bold('Backend')}  ${b.type === 'leveldb' ? `LevelDB ${oneLine(b.path)}` : `PostgreSQL ${oneLine(b.url)}`}\n`);
   if (view.workers.length === 0) {
     process.stdout.write(`${colors.bold('Workers')}  none running (start with: queuectl worker start)\n`);
     return;
@@ -302,21 +304,29 @@ const readKept = (path: string, shown: string, cap = CONFIG_RULES.output_limit.m
 
 export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; raw?: boolean }): Promise<void> => {
   const only = o.attempt === undefined ? null : parseInteger(o.attempt, '--attempt', 1);
-  const events = await withQueue(o, (q) => q.call('history', { id }));
+  // With PostgreSQL, an attempt's output is also in the database (it may have run on another
+  // machine): `shared` has it per attempt; null entries (LevelDB) mean the files under --home only.
+  const [attempts, shared] = await withQueue(o, async (q) => {
+    let found = attemptsOf(await q.call('history', { id }));
+    if (only !== null) {
+      found = found.filter((a) => a.attempt === only);
+      if (found.length === 0) throw new QueuectlError('QUEUECTL_FAILED', `job '${id}' has no attempt ${only}; see \`queuectl history ${id}\``);
+    }
+    return [found, await Promise.all(found.map((a) => q.call('output', { jobId: id, attempt: a.attempt })))] as const;
+  });
   const h = prepareHome(home(o));
   const dir = join(h.logs, id); // through the checked directory's handle
   const shownDir = join(h.dir, 'logs', id); // what messages name: the path as the user gave it
-  let attempts = attemptsOf(events);
-  if (only !== null) {
-    attempts = attempts.filter((a) => a.attempt === only);
-    if (attempts.length === 0) throw new QueuectlError('QUEUECTL_FAILED', `job '${id}' has no attempt ${only}; see \`queuectl history ${id}\``);
-  }
   // `missing`: bytes the attempt's event says were kept but are not on disk (deleted by hand)
   const streams = (a: { attempt: number; end: StoredEvent | null }) =>
     (['stdout', 'stderr'] as const).map((name) => {
       const info = a.end && 'output' in a.end && a.end.output ? a.end.output[name] : null;
       const path = join(shownDir, `${a.attempt}.${name}`);
-      const data = readKept(join(dir, `${a.attempt}.${name}`), path);
+      // a running attempt's output is in its machine's files until it ends: the longer one is the more complete
+      const local = readKept(join(dir, `${a.attempt}.${name}`), path);
+      const kept = shared[attempts.indexOf(a as (typeof attempts)[number])]?.[name];
+      const remote = kept === undefined ? null : Buffer.from(kept, 'base64');
+      const data = remote !== null && remote.length >= local.length ? remote : local;
       return { name, path, data, info, missing: Math.max(0, (info?.kept ?? 0) - data.length) };
     });
   if (o.json) {

@@ -6,7 +6,7 @@ import { openQueue } from '../host/connect.ts';
 import { checkOwnership, type Home, prepareHome, privateUmask } from '../home.ts';
 import { environmentError, errnoOf, errnoReason, QueuectlError } from '../errors.ts';
 import { oneLine } from './escape.ts';
-import { type GlobalOptions, home, invalid, outliveStdout, parseInteger, withQueue } from './context.ts';
+import { database, type GlobalOptions, home, invalid, outliveStdout, parseInteger, withQueue } from './context.ts';
 
 interface WorkerOptions extends GlobalOptions {
   count?: unknown;
@@ -27,6 +27,7 @@ const start = async (o: WorkerOptions): Promise<void> => {
   if (o.detach) return detach(o, count);
   // before the job runner starts: it inherits the data directory's handle (see JobRunner)
   const h = prepareHome(home(o));
+  const db = database(o);
   // A closed stdout or stderr (`worker start | head`, a terminal gone) must not stop the worker
   // half-way, its jobs left running under a dead process: it carries on and stops logging there.
   outliveStdout();
@@ -46,8 +47,8 @@ const start = async (o: WorkerOptions): Promise<void> => {
   const [{ WorkerPool }, { JobRunner }] = await Promise.all([import('../worker/runtime.ts'), import('../worker/run-job.ts')]);
   const runner = new JobRunner({ homeFd: h.fd, jobUmask: privateUmask() });
   runner.prestart(); // boots while the queue opens
-  const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() });
-  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log, runJob: (opts) => runner.run(opts) });
+  const queue = openQueue(h, { serve: true, onHost: (host) => host.startLeaseManager() }, db);
+  const pool = new WorkerPool({ queue, home: h, count, drain: Boolean(o.drain), log, runJob: (opts) => runner.run(opts), shareOutput: db !== null });
   let signals = 0;
   const onSignal = (name: string) => {
     signals += 1;
@@ -74,6 +75,7 @@ const start = async (o: WorkerOptions): Promise<void> => {
 /** Start in the background and return once its workers have registered. */
 const detach = async (o: WorkerOptions, count: number): Promise<void> => {
   const h = prepareHome(home(o));
+  const db = database(o);
   const logPath = join(h.dir, 'worker.log');
   const out = openWorkerLog(h, constants.O_WRONLY | constants.O_APPEND | constants.O_CREAT);
   const { spawn } = await import('node:child_process');
@@ -83,7 +85,8 @@ const detach = async (o: WorkerOptions, count: number): Promise<void> => {
   process.umask(privateUmask());
   let child;
   try {
-    child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: process.env });
+    // the database URL goes by the environment, not the command line, where `ps` would show its password
+    child = spawn(process.execPath, args, { detached: true, stdio: ['ignore', out, out], env: db ? { ...process.env, QUEUECTL_DATABASE_URL: db.url } : process.env });
   } finally {
     process.umask(0o077);
     closeSync(out);

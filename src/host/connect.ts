@@ -4,12 +4,22 @@
 import { connect as netConnect, type Socket } from 'node:net';
 import { environmentError, QueuectlError } from '../errors.ts';
 import { type Home, prepareHome, checkOwnership } from '../home.ts';
-import type { Host, Method, Params, Result } from './host.ts';
+import type { Backend, Host, Method, Params, Result } from './host.ts';
+import { HostLockHeld, takeHostLock } from './host-lock.ts';
 import { encodeParams, type Hello, PROTOCOL_VERSION, type Response, readLines, send } from './protocol.ts';
 import { closeSync, fsyncSync, lstatSync, openSync, readdirSync, rmSync, statSync, writeSync } from 'node:fs';
 import { join } from 'node:path';
 import { asDamage } from '../store/leveldb/leveldb-files.ts';
 import { openLevelBackend } from '../store/leveldb/open.ts';
+import type { DatabaseTarget } from '../store/postgres/url.ts';
+import type { Store } from '../store/port.ts';
+
+/** The PostgreSQL database a command is pointed at (--database-url or QUEUECTL_DATABASE_URL). */
+export interface Database {
+  /** as the user gave it: for the driver only, never shown */
+  url: string;
+  target: DatabaseTarget;
+}
 
 export interface ConnectOptions {
   /** Serve other processes when this one becomes the host (long-running processes: workers). */
@@ -51,6 +61,9 @@ class RemoteLink implements Link {
     });
   }
 
+  /** Where the host keeps the queue, as its hello said (undefined: it did not say). */
+  backend: Backend | null | undefined;
+
   static async open(path: string, dir: string): Promise<RemoteLink> {
     const socket = netConnect(path);
     await new Promise<void>((resolve, reject) => {
@@ -86,6 +99,7 @@ class RemoteLink implements Link {
       throw new QueuectlError('QUEUECTL_PROTOCOL_MISMATCH', hello.error.message);
     }
     socket.unref(); // an idle connection must not keep a finished command alive
+    link.backend = hello.backend;
     return link;
   }
 
@@ -120,6 +134,8 @@ class LocalLink implements Link {
     readonly host: Host,
     /** Stops serving the socket (see server.ts); null when this process does not serve. */
     private readonly stopServing: (() => Promise<void>) | null,
+    /** Lets another process become the host, once the store is closed (PostgreSQL: see host-lock.ts). */
+    private readonly releaseHost: () => Promise<void> = async () => {},
   ) {}
 
   call(method: string, params: unknown): Promise<unknown> {
@@ -140,13 +156,17 @@ class LocalLink implements Link {
     // A short command (it does not serve) lets LevelDB finish a compaction it started, or none
     // would ever finish (see LogStore.close); a serving host does not make the clients that
     // take over wait: its compactions had the time to run.
-    await this.host.engine.close({ letCompactionFinish: !this.stopServing });
+    try {
+      await this.host.engine.close({ letCompactionFinish: !this.stopServing });
+    } finally {
+      await this.releaseHost();
+    }
   }
 }
 
 const isLocked = (e: unknown): boolean => {
   const err = e as { code?: string; cause?: { code?: string } };
-  return err?.code === 'LEVEL_LOCKED' || err?.cause?.code === 'LEVEL_LOCKED';
+  return e instanceof HostLockHeld || err?.code === 'LEVEL_LOCKED' || err?.cause?.code === 'LEVEL_LOCKED';
 };
 
 const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
@@ -154,7 +174,31 @@ const sleep = (ms: number) => new Promise<void>((r) => setTimeout(r, ms));
 export class Queue {
   private link: Link | null = null;
   private closed = false;
-  constructor(private readonly home: Home, private readonly options: ConnectOptions) {}
+  constructor(
+    private readonly home: Home,
+    private readonly options: ConnectOptions,
+    /** null: the LevelDB store in the data directory */
+    private readonly database: Database | null = null,
+  ) {}
+
+  /** Where this command expects the queue to be kept. */
+  private backend(): Backend {
+    return this.database ? { type: 'postgresql', url: this.database.target.display } : { type: 'leveldb', path: join(this.home.dir, 'db') };
+  }
+
+  /** A host that keeps the queue elsewhere than this command was told (with or without --database-url) must not answer it. */
+  private checkSameBackend(link: RemoteLink): void {
+    const theirs = link.backend;
+    if (theirs === undefined || theirs === null) return;
+    const ours = this.backend();
+    const name = (b: Backend) => (b.type === 'leveldb' ? 'the LevelDB store in the data directory' : `PostgreSQL at ${b.url}`);
+    if (theirs.type === ours.type && (theirs.type === 'leveldb' || theirs.url === (ours as { url: string }).url)) return;
+    void link.close();
+    throw new QueuectlError(
+      'QUEUECTL_INVALID_INPUT',
+      `the queuectl host of ${this.home.dir} uses ${name(theirs)}, but this command was pointed at ${name(ours)}; give every command on this --home the same --database-url (or QUEUECTL_DATABASE_URL), or stop its workers first (queuectl worker stop)`,
+    );
+  }
 
   /** This process's Host, while it is the host. */
   get host(): Host | null {
@@ -203,11 +247,13 @@ export class Queue {
       if (sock) {
         checkOwnership(join(home.dir, 'host.sock'), sock, 'socket');
         try {
-          this.link = await RemoteLink.open(home.socket, home.dir);
-          return this.link;
+          const link = await RemoteLink.open(home.socket, home.dir);
+          this.checkSameBackend(link);
+          this.link = link;
+          return link;
         } catch (e) {
           if (e instanceof HostFull) full = e;
-          else if (e instanceof QueuectlError && (e.code === 'QUEUECTL_PROTOCOL_MISMATCH' || e.code === 'QUEUECTL_BUSY')) throw e;
+          else if (e instanceof QueuectlError && (e.code === 'QUEUECTL_PROTOCOL_MISMATCH' || e.code === 'QUEUECTL_BUSY' || e.code === 'QUEUECTL_INVALID_INPUT')) throw e;
         }
       }
       try {
@@ -226,21 +272,47 @@ export class Queue {
 
   /** `home` as prepareHome returned it: the database and the socket are reached through its handle. */
   private async becomeHost(home: Home): Promise<LocalLink> {
-    // Loaded only here: a client never pays for LevelDB and the engine at start-up. The
-    // engine's code loads (main thread) while the database opens (its own thread).
-    const shownDb = join(home.dir, 'db'); // what messages name: the path as the user gave it
-    const [store, { Engine, Host, serve }] = await openLevelBackend(home.db, shownDb, () => import('./local.ts'));
+    // Loaded only here: a client never pays for the store and the engine at start-up. The
+    // engine's code loads (main thread) while the database opens (its own thread, or the network).
+    const backend = this.backend();
+    let store: Store;
+    let local: typeof import('./local.ts');
+    let explain: (e: unknown) => QueuectlError | null;
+    let releaseHost = async () => {};
+    if (this.database) {
+      const { target, url } = this.database;
+      releaseHost = await takeHostLock(home); // thrown HostLockHeld: another process hosts this --home
+      try {
+        const [{ openPostgresBackend }, { databaseError, isUnavailable }] = await Promise.all([import('../store/postgres/open.ts'), import('../store/postgres/connect.ts')]);
+        explain = (e) => (isUnavailable(e) ? databaseError(e, target) : null);
+        try {
+          [store, local] = await openPostgresBackend(url, () => import('./local.ts'));
+        } catch (e) {
+          throw databaseError(e, target);
+        }
+      } catch (e) {
+        await releaseHost();
+        throw e;
+      }
+    } else {
+      const shownDb = join(home.dir, 'db'); // what messages name: the path as the user gave it
+      [store, local] = await openLevelBackend(home.db, shownDb, () => import('./local.ts'));
+      explain = (e) => asDamage(e, shownDb, home.db) ?? environmentError(e, 'use the queue database in', shownDb);
+    }
+    const { Engine, Host, serve } = local;
     const engine = new Engine(store);
-    const host = new Host(engine, (e) => asDamage(e, shownDb, home.db) ?? environmentError(e, 'use the queue database in', shownDb));
+    const host = new Host(engine, explain, backend);
     let stopServing: (() => Promise<void>) | null = null;
     try {
       if (this.options.serve) stopServing = await serve(host, home.socket);
     } catch (e) {
       await engine.close();
+      await releaseHost();
       throw environmentError(e, 'serve on the socket', join(home.dir, 'host.sock')) ?? e;
     }
-    const link = new LocalLink(host, stopServing);
-    store.onUnwritable = () => this.recover(link, home.db);
+    const link = new LocalLink(host, stopServing, releaseHost);
+    // a full disk under LevelDB: wait for room, then reopen (PostgreSQL's own disk is the server's)
+    if (!this.database) store.onUnwritable = () => this.recover(link, home.db);
     await this.options.onHost?.(host);
     return link;
   }
@@ -307,4 +379,4 @@ const hasRoom = (dir: string): boolean => {
   }
 };
 
-export const openQueue = (home: Home, options: ConnectOptions = { serve: false }): Queue => new Queue(home, options);
+export const openQueue = (home: Home, options: ConnectOptions = { serve: false }, database: Database | null = null): Queue => new Queue(home, options, database);

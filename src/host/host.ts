@@ -14,7 +14,12 @@ import { isAlive, killAttempt, runTag } from './pids.ts';
 
 export interface RunningAttempt { jobId: string; attempt: number }
 
+/** Where the queue is kept, as `status` names it: never a password (see postgres/url.ts). */
+export type Backend = { type: 'leveldb'; path: string } | { type: 'postgresql'; url: string };
+
 export interface StatusView {
+  /** null only for a host made without one (tests over memory-level) */
+  backend: Backend | null;
   jobs: Record<JobState, number>;
   /**
    * `alive`: false when the worker's process is gone (this host checks the pid; its loss is
@@ -79,6 +84,12 @@ export interface ReleaseParams {
 export class Host {
   readonly engine: Engine;
   private readonly leases = new Map<string, Lease>();
+  /**
+   * Workers that reach the queue through this host. With a store shared by several hosts, this
+   * host watches only their leases in memory (their pids are this machine's); every other
+   * machine's leases are judged in the database (SharedLeases).
+   */
+  private readonly localWorkers = new Set<string>();
   private readonly wakers = new Set<() => void>();
   private leaseTimer: NodeJS.Timeout | null = null;
   /** Set when this process stops hosting: long polls answer at once and claim nothing more. */
@@ -88,13 +99,14 @@ export class Host {
     engine: Engine,
     /** What a backend's error means for a user (LevelDB: damage and the way back), or null. */
     readonly explain: (e: unknown) => QueuectlError | null = () => null,
+    readonly backend: Backend | null = null,
   ) {
     this.engine = engine;
     // Any durable change may make a job runnable or finish one someone waits for.
     engine.store.subscribe((events) => {
       for (const e of events) {
         const effect = leaseEffect(e);
-        if (effect === 'start' && e.type === 'JobClaimed') this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });
+        if (effect === 'start' && e.type === 'JobClaimed' && (!engine.store.leases || this.localWorkers.has(e.workerId))) this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });
         else if (effect === 'end' && 'jobId' in e) this.leases.delete(e.jobId);
       }
       this.wake();
@@ -129,6 +141,13 @@ export class Host {
    * process is gone, becomes JobLeaseExpired and goes through the retry policy.
    */
   async startLeaseManager(): Promise<void> {
+    const tick = async () => {
+      await this.expireLeases().catch(() => {});
+      this.leaseTimer = setTimeout(tick, 1000);
+      this.leaseTimer.unref();
+    };
+    // A shared store's leases are in the database; the pids of other machines' workers mean nothing here.
+    if (this.engine.store.leases) return tick();
     const config = await this.engine.getConfig();
     const now = this.engine.clock();
     const workers = await this.engine.workers();
@@ -143,11 +162,6 @@ export class Host {
     for (const w of workers) {
       if (!livePids.get(w.id)) await this.engine.execute({ type: 'workerStop', workerId: w.id, reason: 'process gone' }).catch(() => {});
     }
-    const tick = async () => {
-      await this.expireLeases().catch(() => {});
-      this.leaseTimer = setTimeout(tick, 1000);
-      this.leaseTimer.unref();
-    };
     await tick();
   }
 
@@ -164,11 +178,19 @@ export class Host {
     for (const [jobId, lease] of [...this.leases]) {
       if (lease.deadline > now) continue;
       this.leases.delete(jobId);
-      killAttempt(runTag(lease.workerId, jobId, lease.attempt));
-      await this.engine
-        .execute({ type: 'expireLease', jobId, attempt: lease.attempt, reason: 'worker lost' })
-        .catch((e) => { if (!isQueuectlError(e)) throw e; });
+      await this.expire(jobId, lease.workerId, lease.attempt);
     }
+    // Any machine's lease that the database's clock says ran out (its host or machine died):
+    // whichever host gets there first records it; the others are refused (the attempt is the fence).
+    const shared = this.engine.store.leases;
+    if (shared) for (const l of await shared.expiredLeases()) await this.expire(l.jobId, l.workerId, l.attempt);
+  }
+
+  private async expire(jobId: string, workerId: string, attempt: number): Promise<void> {
+    killAttempt(runTag(workerId, jobId, attempt));
+    await this.engine.execute({ type: 'expireLease', jobId, attempt, reason: 'worker lost' }).catch((e) => {
+      if (!isQueuectlError(e)) throw e;
+    });
   }
 
   /** A worker's process has gone (its connection closed and its pid is dead): its jobs are lost now. */
@@ -204,6 +226,7 @@ export class Host {
      * ends the wait when the caller is gone (its connection closed): no job is claimed for it then.
      */
     claim: async (p: { workerId: string; waitMs: number }, cancelled?: AbortSignal): Promise<ClaimAnswer | null> => {
+      this.localWorkers.add(p.workerId);
       const until = Date.now() + p.waitMs;
       for (;;) {
         if (this.stopped || cancelled?.aborted) return null;
@@ -242,9 +265,12 @@ export class Host {
       const now = this.engine.clock();
       const drop: string[] = [];
       const reported = new Set(p.running.map((r) => r.jobId));
+      const shared = this.engine.store.leases;
       for (const r of p.running) {
         const lease = this.leases.get(r.jobId);
-        if (lease && lease.attempt === r.attempt && lease.workerId === p.workerId) lease.deadline = now + config.lease_seconds * 1000;
+        // a shared store's lease is extended in the database too, where other hosts judge it
+        const held = lease && lease.attempt === r.attempt && lease.workerId === p.workerId && (!shared || (await shared.renewLease(r.jobId, p.workerId, r.attempt, config.lease_seconds * 1000)));
+        if (held) lease.deadline = now + config.lease_seconds * 1000;
         else drop.push(r.jobId);
       }
       // A claim the worker does not know about (its answer was lost) will never be run: expire it.
@@ -262,6 +288,7 @@ export class Host {
     // Each command is built field by field, never spread from params: a param named `type`
     // must not turn a call into another command.
     workerStart: async (p: { workerId: string; pid: number; slots: number }): Promise<void> => {
+      this.localWorkers.add(p.workerId);
       await this.engine.execute({ type: 'workerStart', workerId: p.workerId, pid: p.pid, slots: p.slots });
     },
 
@@ -293,6 +320,7 @@ export class Host {
       const now = this.engine.clock();
       const ended = counts.succeededRuns + counts.failedRuns;
       return {
+        backend: this.backend,
         jobs: counts.jobs,
         workers: workers.map((w) => {
           const alive = isAlive(w.pid);
@@ -370,6 +398,23 @@ export class Host {
       if (jobs.processing + jobs.failed > 0) return false;
       const due = await this.engine.nextDueAt();
       return due === null || due > this.engine.clock();
+    },
+
+    /** Keep an attempt's output where every machine reads it (a shared store; otherwise the files under --home are it). Base64. */
+    keepOutput: async (p: { jobId: string; attempt: number; stdout: string; stderr: string }): Promise<void> => {
+      const output = this.engine.store.output;
+      if (!output) return;
+      const cap = (await this.engine.getConfig()).output_limit;
+      await output.put(p.jobId, p.attempt, 'stdout', Buffer.from(p.stdout, 'base64'), cap);
+      await output.put(p.jobId, p.attempt, 'stderr', Buffer.from(p.stderr, 'base64'), cap);
+    },
+
+    /** An attempt's kept output from a shared store (base64), or null: read the files under --home. */
+    output: async (p: { jobId: string; attempt: number }): Promise<{ stdout: string; stderr: string } | null> => {
+      const output = this.engine.store.output;
+      if (!output) return null;
+      const [stdout, stderr] = await Promise.all([output.read(p.jobId, p.attempt, 'stdout'), output.read(p.jobId, p.attempt, 'stderr')]);
+      return { stdout: stdout.toString('base64'), stderr: stderr.toString('base64') };
     },
 
     rebuild: async (): Promise<{ events: number }> => ({ events: await this.engine.rebuild() }),

@@ -68,6 +68,8 @@ const SCHEMAS = {
   events: v.strictObject({ from: count(0), limit: v.pipe(count(1), v.maxValue(MAX_EVENTS_PER_CALL)), waitMs: v.optional(waitMs) }),
   wait: v.strictObject({ ids: v.array(text), waitMs }),
   idle: nothing,
+  keepOutput: v.strictObject({ jobId: workerText, attempt: count(1), stdout: v.string(), stderr: v.string() }),
+  output: v.strictObject({ jobId: text, attempt: count(1) }),
   rebuild: nothing,
   verify: nothing,
 } satisfies { [M in Method]: v.GenericSchema<unknown, Params<M>> };

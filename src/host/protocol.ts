@@ -1,6 +1,7 @@
 // The wire between clients and the host: newline-delimited JSON over a Unix socket in the
 // data directory. A connection opens with a hello naming the protocol version; a host and a
 // client of different versions refuse each other with a clear message.
+import type { Backend } from './host.ts';
 import type { Socket } from 'node:net';
 import { QueuectlError } from '../errors.ts';
 
@@ -16,7 +17,13 @@ export const MAX_MESSAGE_BYTES = 384 * 1024 * 1024;
 
 export interface Request { id: number; method: string; params?: unknown }
 export interface Response { id: number; result?: unknown; error?: { code: string; message: string } }
-export interface Hello { hello: 'queuectl'; protocol: number; pid: number }
+export interface Hello {
+  hello: 'queuectl';
+  protocol: number;
+  pid: number;
+  /** The host's answer names where it keeps the queue, so a client pointed elsewhere (--database-url) can refuse. */
+  backend?: Backend | null;
+}
 
 const NEWLINE = 0x0a;
 

@@ -137,7 +137,7 @@ const handleConnection = (
     greeted = true;
     peerPid = hello.pid!;
     restartIdleTimer();
-    send(socket, { hello: 'queuectl', protocol: PROTOCOL_VERSION, pid: process.pid } satisfies Hello);
+    send(socket, { hello: 'queuectl', protocol: PROTOCOL_VERSION, pid: process.pid, backend: host.backend } satisfies Hello);
   };
 
   const call = (msg: unknown): void => {

@@ -99,6 +99,36 @@ export interface Maintenance {
   verify(limit?: number): Promise<{ events: number; differences: string[] }>;
 }
 
+/** A lease another machine may hold, as the database keeps it. */
+export interface HeldLease {
+  jobId: string;
+  workerId: string;
+  attempt: number;
+}
+
+/**
+ * Leases kept where every host sees them, judged by the store's clock (PostgreSQL: the
+ * database's now()). A store shared by several hosts has them; LevelDB, whose one host sees
+ * every claim, has none: that host keeps leases in memory (Host's lease manager).
+ */
+export interface SharedLeases {
+  /** Extend the lease of `attempt` to `ms` from now; false when that worker no longer holds it. */
+  renewLease(jobId: string, workerId: string, attempt: number, ms: number): Promise<boolean>;
+  /** Leases that have run out, on any machine, oldest first (at most `limit`). */
+  expiredLeases(limit?: number): Promise<HeldLease[]>;
+}
+
+/**
+ * Job output kept where every host reads it (PostgreSQL). LevelDB has none: output stays in
+ * files under the data directory, which its one host shares with its workers.
+ */
+export interface SharedOutput {
+  /** Keep the first `cap` bytes of an attempt's stream (written again: the same bytes, kept once). */
+  put(jobId: string, attempt: number, stream: 'stdout' | 'stderr', data: Uint8Array, cap: number): Promise<void>;
+  /** What is kept of an attempt's stream (empty when nothing is). */
+  read(jobId: string, attempt: number, stream: 'stdout' | 'stderr'): Promise<Buffer>;
+}
+
 export interface CloseOptions {
   /** This process was a short command: finish housekeeping it started (LevelDB: a level-0 compaction). */
   letCompactionFinish?: boolean;
@@ -113,6 +143,10 @@ export interface Store extends EventLog, Scheduler, ReadModel, Maintenance {
    * writing can work (see Queue.recover).
    */
   onUnwritable: (() => void) | null;
+  /** Present when several hosts share the store (see SharedLeases). */
+  readonly leases?: SharedLeases;
+  /** Present when several hosts share the store (see SharedOutput). */
+  readonly output?: SharedOutput;
   /** Wait for what is being written, then release the backend. */
   close(options?: CloseOptions): Promise<void>;
 }

@@ -1,6 +1,7 @@
 // The worker runtime: N slots in one process, each claiming a job through the queue, running
 // it in its own process group and reporting the result. Heartbeats keep the claims' leases
 // alive and tell a slot when its job was cancelled or its claim lost.
+import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AttemptResult } from '../domain/decide.ts';
@@ -21,6 +22,8 @@ export interface WorkerOptions {
   log: (line: string) => void;
   /** How a job is run: in this process by default; `worker start` runs them from a JobRunner. */
   runJob?: (opts: RunJobOptions) => RunningJob;
+  /** Send each attempt's output to the host when it ends, to keep where every machine reads it (PostgreSQL). */
+  shareOutput?: boolean;
 }
 
 const CLAIM_WAIT_MS = 500;
@@ -147,6 +150,26 @@ export class WorkerPool {
     }
   }
 
+  /**
+   * Before the report: the attempt's output files, capped, go to the host, which keeps them in
+   * the database. One that cannot be sent is logged; the job's result is reported all the same,
+   * and its output stays readable on this machine.
+   */
+  private async shareOutput(jobId: string, attempt: number, dir: string, cap: number): Promise<void> {
+    const read = (name: string) => {
+      try {
+        return readFileSync(join(dir, `${attempt}.${name}`)).subarray(0, cap).toString('base64');
+      } catch {
+        return '';
+      }
+    };
+    try {
+      await this.options.queue.call('keepOutput', { jobId, attempt, stdout: read('stdout'), stderr: read('stderr') });
+    } catch (e) {
+      this.options.log(`${jobId}: its output could not be stored in the database (${(e as Error).message}); \`queuectl logs ${jobId}\` shows it on this machine only`);
+    }
+  }
+
   /** Runs a claimed job and reports its result; answers the next claim when it came with the report. */
   private async execute({ job, attempt, outputLimit }: ClaimAnswer): Promise<ClaimAnswer | null> {
     const { home, log, queue } = this.options;
@@ -175,6 +198,7 @@ export class WorkerPool {
     });
     this.running.set(job.id, { attempt, handle });
     const r = await handle.done;
+    if (this.options.shareOutput) await this.shareOutput(job.id, attempt, dir, outputLimit);
     this.running.delete(job.id);
     const result: AttemptResult = {
       durationMs: Math.round(r.durationMs),

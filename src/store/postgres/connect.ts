@@ -81,12 +81,20 @@ export const clientOptions = (target: DatabaseTarget, options: ConnectOptions = 
 export const connect = async (target: DatabaseTarget, options: ConnectOptions = {}): Promise<Sql> => {
   const { default: postgres } = await import('postgres');
   const sql = postgres(clientOptions(target, options));
+  // The driver's connect_timeout alone does not end a connection to an address that never
+  // answers (no SYN-ACK, no refusal): it retries without end, the CPU busy. Our own deadline does.
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(Object.assign(new Error('connect timeout'), { code: 'CONNECT_TIMEOUT' })), target.connectTimeout * 1000 + 250);
+  });
   try {
-    await sql`select 1`;
+    await Promise.race([sql`select 1`, deadline]);
     return sql;
   } catch (e) {
     await sql.end({ timeout: 0 }).catch(() => {});
     throw databaseError(e, target);
+  } finally {
+    clearTimeout(timer);
   }
 }
 

@@ -33,8 +33,9 @@ import { parseRunnableKey, runnableKeyOf } from '../../../projections/runnable.t
 import { type Counts, emptyCounts, orderKey, stateKey } from '../../../projections/states.ts';
 import type { WorkerView } from '../../../projections/workers.ts';
 import { DELETED, fold, type KeySpace, keysRead, type Target } from '../fold.ts';
-import type { CloseOptions, Committed, Decider, Store } from '../port.ts';
-import { databaseNow, lockDueJobs, nextDueAt } from './claim.ts';
+import type { CloseOptions, Committed, Decider, SharedLeases, SharedOutput, Store } from '../port.ts';
+import { databaseNow, lockDueJobs, nextDueAt, renewLease } from './claim.ts';
+import { appendOutput, readOutput } from './output.ts';
 import { isUnavailable, type Queryable, type Sql, type TransactionSql } from './connect.ts';
 import { appendAt, type Follower, follow, lockHead, logHead, positioned, readEvents, readEventsPage, readStream } from './log.ts';
 
@@ -688,6 +689,45 @@ export class PgStore implements Store {
       throw this.explain(e);
     }
   }
+
+  /** Leases in the database, judged by its clock, so a host on any machine recovers a dead machine's jobs. */
+  readonly leases: SharedLeases = {
+    renewLease: async (jobId, workerId, attempt, ms) => {
+      try {
+        return (await renewLease(this.sql, jobId, workerId, attempt, ms)) !== null;
+      } catch (e) {
+        throw this.explain(e);
+      }
+    },
+    expiredLeases: async (limit = 100) => {
+      try {
+        return (
+          await this.sql<{ job_id: string; worker_id: string; attempt: number }[]>`
+            select job_id, worker_id, attempt from leases where expires_at <= now() order by expires_at limit ${limit}`
+        ).map((r) => ({ jobId: r.job_id, workerId: r.worker_id, attempt: r.attempt }));
+      } catch (e) {
+        throw this.explain(e);
+      }
+    },
+  };
+
+  /** Job output in the database, so `logs` on any machine shows an attempt run on another. */
+  readonly output: SharedOutput = {
+    put: async (jobId, attempt, stream, data, cap) => {
+      try {
+        await appendOutput(this.sql, { jobId, attempt, stream, offset: 0, data }, cap);
+      } catch (e) {
+        throw this.explain(e);
+      }
+    },
+    read: async (jobId, attempt, stream) => {
+      try {
+        return (await readOutput(this.sql, jobId, attempt, stream)).data;
+      } catch (e) {
+        throw this.explain(e);
+      }
+    },
+  };
 
   async close(_options?: CloseOptions): Promise<void> {
     const follower = await this.following;
