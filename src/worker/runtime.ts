@@ -34,8 +34,8 @@ const RETRY_MAX_MS = 5000;
 
 const seconds = (ms: number): string => `${Number((ms / 1000).toFixed(2))}s`;
 
-/** Errors after which a call is tried again later; any other refusal is final. */
-const TRANSIENT = new Set(['QUEUECTL_ENVIRONMENT', 'QUEUECTL_HOST_LOST', 'QUEUECTL_BUSY']);
+/** Errors after which a call is tried again later (the database restarting is one); any other refusal is final. */
+const TRANSIENT = new Set(['QUEUECTL_ENVIRONMENT', 'QUEUECTL_HOST_LOST', 'QUEUECTL_BUSY', 'QUEUECTL_DATABASE_UNAVAILABLE']);
 
 /**
  * Why calls fail, logged once when it starts and once when it ends, whatever the number of
