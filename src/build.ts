@@ -19,7 +19,7 @@
 // node-gyp-build as classic-level itself finds it.
 import { build, type BuildOptions, type Plugin } from 'esbuild';
 import { execFileSync } from 'node:child_process';
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 
@@ -85,6 +85,34 @@ const lazyFsPromises: Plugin = {
   },
 };
 
+/**
+ * postgres 3.4.9 (the latest) crashes the process when the server goes away during a
+ * transaction: a query sent on the transaction's connection after it closed schedules a write
+ * that runs with no socket and throws from setImmediate, an uncaught TypeError ("Cannot read
+ * properties of null (reading 'write')"; porsager/postgres#1154, #1208, unmerged fix #1209).
+ * Such a write rejects its queries as CONNECTION_CLOSED instead, as #1209 does, so the caller
+ * sees the database as unavailable and tries again. The build fails if the code changed.
+ */
+const postgresClosedWrite: Plugin = {
+  name: 'postgres-closed-write',
+  setup(b) {
+    b.onLoad({ filter: /[\\/]postgres[\\/]cjs[\\/]src[\\/]connection\.js$/ }, (args) => {
+      const source = readFileSync(args.path, 'utf8');
+      const unguarded = 'function nextWrite(fn) {\n    const x = socket.write(chunk, fn)';
+      if (!source.includes(unguarded)) throw new Error(`${args.path}: nextWrite changed; check whether porsager/postgres#1208 is fixed and drop this patch`);
+      const guarded = `function nextWrite(fn) {
+    if (!socket) {
+      nextWriteTimer !== null && clearImmediate(nextWriteTimer)
+      chunk = nextWriteTimer = null
+      error(Errors.connection('CONNECTION_CLOSED', options))
+      return false
+    }
+    const x = socket.write(chunk, fn)`;
+      return { loader: 'js', contents: source.replace(unguarded, guarded) };
+    });
+  },
+};
+
 const common: BuildOptions = {
   bundle: true,
   format: 'cjs',
@@ -106,7 +134,7 @@ await Promise.all([
   build({ ...common, entryPoints: { cli: 'src/boot.ts' }, outdir: 'dist' }),
   build({ ...common, entryPoints: { queuectl: 'src/cli.ts' }, outdir: 'dist', plugins: [separate] }),
   // the binding plugin's require.resolve must find the installed classic-level at run time
-  ...SEPARATE.map((s) => build({ ...common, entryPoints: { [s.out]: s.entry }, outdir: 'dist', plugins: [levelBinding, lazyFsPromises], external: ['classic-level/package.json'], ...s.options })),
+  ...SEPARATE.map((s) => build({ ...common, entryPoints: { [s.out]: s.entry }, outdir: 'dist', plugins: [levelBinding, lazyFsPromises, postgresClosedWrite], external: ['classic-level/package.json'], ...s.options })),
 ]);
 
 // The code caches (see boot.ts): the commands whose start-up matters run one after another,

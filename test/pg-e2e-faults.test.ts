@@ -126,6 +126,8 @@ test('PostgreSQL stopped and started again mid-run: one-line errors meanwhile, e
   note(`${acknowledged.length} enqueues acknowledged and ${refusals.length} refused across the restart`);
   assert.ok(refusals.length > 0 || acknowledged.length > 0, 'the enqueuer ran');
   await assertVerifies(m3!.q);
+  // they carried on through the outage: none died of it
+  for (const m of [m1!, m2!, m3!]) assert.ok(m.workers[0]!.running, `the worker on ${m.name} is still running: ${m.workers[0]!.lines.slice(-5).join(' | ')}`);
   await Promise.all([m1, m2, m3].map((m) => m!.workers[0]!.stop()));
 });
 
