@@ -112,6 +112,22 @@ test('a job longer than its lease on machine A is not taken by machine B: the he
   await machineB.stop();
 });
 
+test('on one machine, the host killed: the worker that takes over keeps its running job (its lease is adopted, not dropped)', async () => {
+  if (!(await useQueue())) return;
+  const home = newHome('failover');
+  const q = cli(home);
+  ok(await q('enqueue', `sleep 60 # ${MARK}`, '--id', 'block'));
+  const hostWorker = await startWorker(home).ready();
+  await until(async () => json(await q('show', 'block', '--json')).state === 'processing', 15_000, 'block to run on the host');
+  const client = await startWorker(home).ready();
+  ok(await q('enqueue', `sleep 4; echo survived # ${MARK}`, '--id', 'long'));
+  await until(async () => json(await q('show', 'long', '--json')).state === 'processing', 15_000, 'long to run on the client');
+  hostWorker.signal('SIGKILL');
+  ok(await waitFor(q, ['long'], '30s'));
+  assert.equal((await history(q, 'long')).map((e) => e.type), ['JobEnqueued', 'JobClaimed', 'JobSucceeded']);
+  await client.kill();
+});
+
 test('a detached worker on PostgreSQL: its worker.log holds no password', async () => {
   if (!(await useQueue())) return;
   const home = newHome('detached');

@@ -266,12 +266,24 @@ export class Host {
       const drop: string[] = [];
       const reported = new Set(p.running.map((r) => r.jobId));
       const shared = this.engine.store.leases;
+      if (shared) this.localWorkers.add(p.workerId);
       for (const r of p.running) {
         const lease = this.leases.get(r.jobId);
-        // a shared store's lease is extended in the database too, where other hosts judge it
-        const held = lease && lease.attempt === r.attempt && lease.workerId === p.workerId && (!shared || (await shared.renewLease(r.jobId, p.workerId, r.attempt, config.lease_seconds * 1000)));
-        if (held) lease.deadline = now + config.lease_seconds * 1000;
-        else drop.push(r.jobId);
+        const same = lease !== undefined && lease.attempt === r.attempt && lease.workerId === p.workerId;
+        if (!shared) {
+          if (same) lease.deadline = now + config.lease_seconds * 1000;
+          else drop.push(r.jobId);
+          continue;
+        }
+        // A shared store's lease is extended in the database, where every host judges it. One
+        // this host does not know (it took over from this machine's previous host) is adopted
+        // when the database says the worker still holds it.
+        if ((lease === undefined || same) && (await shared.renewLease(r.jobId, p.workerId, r.attempt, config.lease_seconds * 1000))) {
+          this.leases.set(r.jobId, { workerId: p.workerId, attempt: r.attempt, deadline: now + config.lease_seconds * 1000, claimedAt: lease?.claimedAt ?? now });
+        } else {
+          this.leases.delete(r.jobId);
+          drop.push(r.jobId);
+        }
       }
       // A claim the worker does not know about (its answer was lost) will never be run: expire it.
       for (const [jobId, lease] of this.leases) {
