@@ -70,7 +70,7 @@ const latency = async (ctx: Context): Promise<Result[]> => {
     const url = schemaUrl(server, 'bench13');
     const missing = await cliWiringMissing(ctx, url);
     if (missing) return [50, 99].map((pct) => ({ row: 13, metric: metric(pct), queuectl: '—', limit: '—', ratio: '—', target: pct === 50 ? '<= 20 ms' : 'reported', holds: null, skipped: `not measured: ${missing}` }));
-    const signal = new StartSignal(ctx.tmp);
+    const signal = new StartSignal(ctx.tmp, 'pg-started.fifo'); // row 4 has 'started.fifo' in the same folder
     const workerHome = freshHome(ctx.tmp, 'row13-worker');
     const clientHome = freshHome(ctx.tmp, 'row13-client');
     const worker = startWorker(workerHome, ['--count', '1', '--database-url', url]);

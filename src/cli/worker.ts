@@ -20,6 +20,9 @@ const MAX_SLOTS = 1024;
 /** A worker line shows this much (a job's id, state and the start of its command); `show` has the rest. */
 const WORKER_LINE = 240;
 
+/** How long a stopped worker waits for leftover handles before it exits by itself. */
+const STOPPED_EXIT_MS = 2000;
+
 const stamp = (): string => new Date().toISOString().slice(11, 19);
 
 const start = async (o: WorkerOptions): Promise<void> => {
@@ -70,6 +73,10 @@ const start = async (o: WorkerOptions): Promise<void> => {
     await queue.close();
   }
   log(`worker ${process.pid} stopped`);
+  // Everything is closed and recorded: a handle a library left behind (the PostgreSQL client's
+  // reconnect timer after the server went away and came back) must not keep a stopped worker
+  // alive. The timer is unref'd: it fires only if something else still holds the process.
+  setTimeout(() => process.exit(process.exitCode ?? 0), STOPPED_EXIT_MS).unref();
 };
 
 /** Start in the background and return once its workers have registered. */

@@ -730,13 +730,22 @@ export class PgStore implements Store {
   };
 
   async close(_options?: CloseOptions): Promise<void> {
-    const follower = await this.following;
-    this.following = null;
-    await follower?.stop();
-    await this.delivering;
-    await this.sql.end({ timeout: 5 });
+    // A connection the database dropped may never answer (a LISTEN being re-established, a read
+    // in flight): closing must not hang on it, so the follower gets a bounded time to stop, and
+    // the pool then ends its connections after at most CLOSE_GRACE_S whatever they wait for.
+    const stopping = (async () => {
+      const follower = await this.following;
+      this.following = null;
+      await follower?.stop();
+      await this.delivering;
+    })().catch(() => {});
+    await Promise.race([stopping, new Promise<void>((r) => setTimeout(r, CLOSE_GRACE_S * 1000).unref())]);
+    await this.sql.end({ timeout: CLOSE_GRACE_S });
   }
 }
+
+/** How long closing waits for work in flight on each connection before ending it. */
+const CLOSE_GRACE_S = 3;
 
 /** Events read and folded per statement by rebuild and verify. */
 const PAGE = 1000;
