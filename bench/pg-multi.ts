@@ -15,9 +15,11 @@ import { drain, enqueueTrueJobs } from './throughput.ts';
 
 /** Every `at` of a type in the queue's log, read with `events --json` on `home`. */
 const eventTimes = async (home: string, url: string, type: string): Promise<number[]> => {
-  const r = await cliOk(home, ['events', '--json', '--database-url', url], { timeoutMs: 300_000 });
+  // the whole output: the runner keeps only the first 64 KiB of a command's stdout
+  let text = '';
+  await cliOk(home, ['events', '--json', '--database-url', url], { timeoutMs: 300_000, onStdout: (chunk) => (text += chunk) });
   const out: number[] = [];
-  for (const line of r.stdout.split('\n')) if (line.includes(`"${type}"`)) out.push((JSON.parse(line) as { at: number }).at);
+  for (const line of text.split('\n')) if (line.includes(`"${type}"`)) out.push((JSON.parse(line) as { at: number }).at);
   return out;
 };
 
