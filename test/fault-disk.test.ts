@@ -3,8 +3,7 @@
 // answer, writes are refused with one clear line (exit 1) and write nothing, output that could
 // not be kept is reported as it is, the worker says so once and carries on once space is
 // freed, and nothing acknowledged is lost.
-import { execFileSync } from 'node:child_process';
-import { closeSync, existsSync, openSync, rmSync, statSync, writeFileSync, writeSync } from 'node:fs';
+import { existsSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
@@ -19,44 +18,10 @@ import { PROJECTIONS } from '../projections/index.ts';
 import {
   type StoredEvent, cleanup, cli, events, history, job, json, ok, refused, scratch, startWorker, stopWorkers, until, waitFor,
 } from './helpers/cli.ts';
+import { fill, onSmallDisk } from './helpers/disk.ts';
 
 test.after.each(() => stopWorkers());
 test.after(cleanup);
-
-/** Run `fn` on a fresh 4 MiB tmpfs; always unmounted after. False when it cannot be mounted here. */
-const onSmallDisk = async (fn: (dir: string) => Promise<void>): Promise<boolean> => {
-  const dir = scratch('disk');
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir], { stdio: 'pipe' });
-  } catch (e) {
-    if (process.env.CI === 'true') assert.unreachable(`CI must be able to mount a tmpfs (run the tests as root): ${(e as Error).message}`);
-    console.log(`  skipped: cannot mount a tmpfs here (needs root): ${String((e as { stderr?: unknown }).stderr ?? e).trim()}`);
-    return false;
-  }
-  try {
-    await fn(dir);
-  } finally {
-    await stopWorkers(); // nothing may hold the mount
-    execFileSync('umount', ['-l', dir]);
-    rmSync(dir, { recursive: true, force: true });
-  }
-  return true;
-};
-
-/** Fill the file system of `dir` to the last byte: ENOSPC from here on. */
-const fill = (dir: string): string => {
-  const path = join(dir, 'filler');
-  const fd = openSync(path, 'w');
-  const chunk = Buffer.alloc(64 << 10, 1);
-  try {
-    for (;;) writeSync(fd, chunk);
-  } catch (e) {
-    assert.is((e as NodeJS.ErrnoException).code, 'ENOSPC');
-  } finally {
-    closeSync(fd);
-  }
-  return path;
-};
 
 /** A job file of n jobs with ids prefix-1..n, big enough that its append cannot fit a full disk's last page. */
 const jobFile = (n: number, prefix: string): string => {

@@ -10,6 +10,7 @@ import { join } from 'node:path';
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CLI, type Result, cleanup, cli, events, newHome, ok, refused, run, scratch } from './helpers/cli.ts';
+import { mountTmpfs } from './helpers/disk.ts';
 
 test.after(cleanup);
 
@@ -42,17 +43,6 @@ const nobodysDir = (): string => {
   mkdirSync(own, { mode: 0o700 });
   chownSync(own, 65534, 65534);
   return own;
-};
-
-const mountTmpfs = (dir: string, options: string): boolean => {
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', options, 'tmpfs', dir], { stdio: 'pipe' });
-    return true;
-  } catch (e) {
-    if (process.env.CI === 'true') assert.unreachable(`CI must be able to mount a tmpfs: ${(e as Error).message}`);
-    console.log('  skipped: cannot mount a tmpfs here (needs root)');
-    return false;
-  }
 };
 
 const esc = (s: string) => s.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');

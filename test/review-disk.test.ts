@@ -4,44 +4,12 @@
 // "no space left on device"), never "unexpected error" nor "damaged, run repair".
 import { test } from 'uvu';
 import * as assert from 'uvu/assert';
-import { execFileSync } from 'node:child_process';
-import { closeSync, openSync, readdirSync, rmSync, writeSync } from 'node:fs';
+import { readdirSync, rmSync } from 'node:fs';
 import { join } from 'node:path';
-import { cleanup, cli, ok, refused, scratch } from './helpers/cli.ts';
+import { cleanup, cli, ok, refused } from './helpers/cli.ts';
+import { fill, onSmallDisk } from './helpers/disk.ts';
 
 test.after(cleanup);
-
-/** Run `fn` on a fresh 4 MiB tmpfs (as root; skipped with a message elsewhere, failed when CI=true). */
-const onSmallDisk = async (fn: (dir: string) => Promise<void>): Promise<void> => {
-  const dir = scratch('review-disk');
-  try {
-    execFileSync('mount', ['-t', 'tmpfs', '-o', 'size=4m', 'tmpfs', dir], { stdio: 'pipe' });
-  } catch (e) {
-    if (process.env.CI === 'true') assert.unreachable(`CI must be able to mount a tmpfs (run the tests as root): ${(e as Error).message}`);
-    console.log(`  skipped: cannot mount a tmpfs here (needs root): ${String((e as { stderr?: unknown }).stderr ?? e).trim()}`);
-    return;
-  }
-  try {
-    await fn(dir);
-  } finally {
-    execFileSync('umount', ['-l', dir]);
-    rmSync(dir, { recursive: true, force: true });
-  }
-};
-
-/** Fill the file system of `dir` to the last byte; returns the file to remove. */
-const fill = (dir: string): string => {
-  const filler = join(dir, 'filler');
-  const fd = openSync(filler, 'w');
-  try {
-    for (;;) writeSync(fd, Buffer.alloc(64 << 10, 1));
-  } catch {
-    // ENOSPC: full
-  } finally {
-    closeSync(fd);
-  }
-  return filler;
-};
 
 test('a read with no host on a full disk, whose open would write a table: the environment (exit 1), not damage', async () => {
   await onSmallDisk(async (dir) => {
