@@ -6,8 +6,8 @@ import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AttemptResult } from '../domain/decide.ts';
 import { isQueuectlError } from '../errors.ts';
-import type { AttemptOutput, OutputInfo, StoredEvent } from '../events.ts';
-import { type Home, showPaths } from '../home.ts';
+import type { AttemptOutput, StoredEvent } from '../events.ts';
+import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import type { ClaimAnswer } from '../host/host.ts';
 import { notStarted, type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
@@ -205,9 +205,8 @@ export class WorkerPool {
       exitCode: r.exitCode,
       signal: r.signal,
       timedOut: r.timedOut,
-      // the runner reaches the data directory through its handle: the log keeps the path as named
-      error: r.error === null ? null : showPaths(r.error),
-      output: { stdout: named(r.stdout), stderr: named(r.stderr) },
+      error: r.error,
+      output: { stdout: r.stdout, stderr: r.stderr },
     };
     // Ended by our own forced stop (not by a timeout, or on its own first): not a failed run.
     if (r.cancelled && this.forcedStop !== null) return this.release(job.id, attempt, this.forcedStop, result.durationMs, result.output);
@@ -281,8 +280,6 @@ export class WorkerPool {
     });
   }
 }
-
-const named = (info: OutputInfo): OutputInfo => (info.error === undefined ? info : { ...info, error: showPaths(info.error) });
 
 /** One line per transition, as the foreground worker prints it. */
 const describe = (id: string, events: StoredEvent[], durationMs: number): string => {
