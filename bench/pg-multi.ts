@@ -10,7 +10,7 @@ import {
   type Bench, CLI, cli, cliOk, type Context, fmtInt, fmtMs, fmtRate, fmtRatio, freshHome, launch, now, percentile, type Result, size, sizeLabel, sleep, startWorker,
   watchWorker, writeJobsFile,
 } from './lib.ts';
-import { cliWiringMissing, schemaUrl, withPostgres } from './pg-server.ts';
+import { schemaUrl, withPostgres } from './pg-server.ts';
 import { drain, enqueueTrueJobs } from './throughput.ts';
 
 /** Every `at` of a type in the queue's log, read with `events --json` on `home`. */
@@ -34,8 +34,6 @@ const threeHosts = async (ctx: Context): Promise<Result> => {
     const levelRate = (n * 1000) / level.toLastMs;
     const limit = `${fmtRate(levelRate, 'jobs')} (LevelDB, one host)`;
     const url = schemaUrl(server, 'bench12');
-    const missing = await cliWiringMissing(ctx, url);
-    if (missing) return { row: 12, metric, queuectl: '—', limit, ratio: '—', target: 'reported', holds: null, skipped: `not measured: ${missing}`, data: { jobs: n, levelRate } };
     ctx.log(`row 12: PostgreSQL, three hosts x 4 slots, ${fmtInt(n)} jobs`);
     const homes = [1, 2, 3].map((i) => freshHome(ctx.tmp, `row12-pg${i}`));
     const file = join(ctx.tmp, `row12-${n}.ndjson`);
@@ -70,8 +68,6 @@ const latency = async (ctx: Context): Promise<Result[]> => {
   const metric = (pct: number) => `enqueue-to-start latency over PostgreSQL, idle worker on another host, p${pct} over ${fmtInt(n)} jobs (from enqueue's answer)`;
   return withPostgres(ctx, 'row 13', async (server) => {
     const url = schemaUrl(server, 'bench13');
-    const missing = await cliWiringMissing(ctx, url);
-    if (missing) return [50, 99].map((pct) => ({ row: 13, metric: metric(pct), queuectl: '—', limit: '—', ratio: '—', target: pct === 50 ? '<= 20 ms' : 'reported', holds: null, skipped: `not measured: ${missing}` }));
     const signal = new StartSignal(ctx.tmp, 'pg-started.fifo'); // row 4 has 'started.fifo' in the same folder
     const workerHome = freshHome(ctx.tmp, 'row13-worker');
     const clientHome = freshHome(ctx.tmp, 'row13-client');

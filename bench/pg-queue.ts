@@ -9,6 +9,7 @@ import type { JobSpec } from '../src/domain/job-spec.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { Host } from '../src/host/host.ts';
 import { openLevelBackend } from '../src/store/leveldb/open.ts';
+import { openPostgresBackend } from '../src/store/postgres/open.ts';
 import type { Store } from '../src/store/port.ts';
 import { type Bench, type Context, fmtInt, fmtMs, fmtRate, fmtRatio, freshHome, now, type Result, size, sizeLabel, sleep } from './lib.ts';
 import { schemaUrl, withPostgres } from './pg-server.ts';
@@ -16,24 +17,6 @@ import { schemaUrl, withPostgres } from './pg-server.ts';
 const SLOTS = 8;
 
 // ---- queuectl: the host's API over a store -----------------------------------------------------
-
-type OpenPostgresBackend = <T>(url: string, meanwhile: () => Promise<T>) => Promise<[Store, T]>;
-
-/**
- * The PostgreSQL store's opener, or why it cannot be had: it is written on another branch
- * (pg-store), so this benchmark finds it at run time rather than failing to compile without it.
- */
-export const loadPostgresBackend = async (): Promise<OpenPostgresBackend | string> => {
-  const path = '../src/store/postgres/open.ts';
-  let module: { openPostgresBackend?: unknown };
-  try {
-    module = (await import(path)) as { openPostgresBackend?: unknown };
-  } catch (e) {
-    if ((e as { code?: string }).code === 'ERR_MODULE_NOT_FOUND') return 'the PostgreSQL store (src/store/postgres/open.ts) is not in this tree yet';
-    throw e;
-  }
-  return typeof module.openPostgresBackend === 'function' ? (module.openPostgresBackend as OpenPostgresBackend) : 'src/store/postgres/open.ts has no openPostgresBackend yet';
-};
 
 const noopSpec = (id: string): JobSpec => ({ id, command: 'true', cwd: '/', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
 
@@ -133,7 +116,6 @@ const graphileThroughput = async (url: string, n: number, settings: GraphileSett
 
 const queueSide = async (ctx: Context): Promise<Result[]> => {
   const n = size(ctx, 'pg-jobs', 500, 20_000);
-  const open = await loadPostgresBackend();
   return withPostgres(ctx, 'row 11', async (server) => {
     const graphile: Record<string, number> = {};
     for (const settings of GRAPHILE) {
@@ -145,31 +127,24 @@ const queueSide = async (ctx: Context): Promise<Result[]> => {
     const [levelStore] = await openLevelBackend(dir, dir, async () => null);
     const level = await hostThroughput(levelStore, n);
     const levelRate = (n * 1000) / level.ms;
-    let pg: { rate: number; ms: number } | string;
-    if (typeof open === 'string') pg = open;
-    else {
-      ctx.log(`row 11: queuectl host API over PostgreSQL, ${fmtInt(n)} jobs, ${SLOTS} slots`);
-      const [store] = await open(schemaUrl(server, 'bench11'), async () => null);
-      const r = await hostThroughput(store, n);
-      if (r.completed !== n) throw new Error(`queuectl over PostgreSQL completed ${r.completed} of ${n} jobs`);
-      pg = { rate: (n * 1000) / r.ms, ms: r.ms };
-    }
+    ctx.log(`row 11: queuectl host API over PostgreSQL, ${fmtInt(n)} jobs, ${SLOTS} slots`);
+    const [store] = await openPostgresBackend(schemaUrl(server, 'bench11'), async () => null);
+    const r = await hostThroughput(store, n);
+    if (r.completed !== n) throw new Error(`queuectl over PostgreSQL completed ${r.completed} of ${n} jobs`);
+    const pg = { rate: (n * 1000) / r.ms, ms: r.ms };
     const metric = (peer: string) =>
       `queue side over PostgreSQL: claim + report of ${sizeLabel(n)} no-op jobs through the host API, ${SLOTS} slots, no process spawned, vs graphile-worker ${peer} (${SLOTS} concurrent no-op tasks; same harness over LevelDB: ${fmtRate(levelRate, 'jobs')})`;
     const data = { jobs: n, slots: SLOTS, graphile, levelRate, levelMs: level.ms, postgres: pg };
-    const row = (peer: string, peerRate: number, target: string, holds: (ratio: number) => boolean | null): Result =>
-      typeof pg === 'string'
-        ? { row: 11, metric: metric(peer), queuectl: '—', limit: `${fmtRate(peerRate, 'jobs')} (graphile-worker ${peer})`, ratio: '—', target, holds: null, skipped: `not measured: ${pg}`, data }
-        : {
-            row: 11,
-            metric: `${metric(peer)}; queuectl ${fmtMs(pg.ms)}`,
-            queuectl: fmtRate(pg.rate, 'jobs'),
-            limit: `${fmtRate(peerRate, 'jobs')} (graphile-worker ${peer})`,
-            ratio: fmtRatio(pg.rate / peerRate),
-            target,
-            holds: holds(pg.rate / peerRate),
-            data,
-          };
+    const row = (peer: string, peerRate: number, target: string, holds: (ratio: number) => boolean | null): Result => ({
+      row: 11,
+      metric: `${metric(peer)}; queuectl ${fmtMs(pg.ms)}`,
+      queuectl: fmtRate(pg.rate, 'jobs'),
+      limit: `${fmtRate(peerRate, 'jobs')} (graphile-worker ${peer})`,
+      ratio: fmtRatio(pg.rate / peerRate),
+      target,
+      holds: holds(pg.rate / peerRate),
+      data,
+    });
     return [
       row('default settings', graphile.default!, '>= 1 (beats the default)', (r) => r >= 1),
       row('localQueue 500 + completeJobBatchDelay 0', graphile.batched!, 'reported', () => null),

@@ -20,14 +20,3 @@ let schemas = 0;
 export const schemaUrl = (server: TestPostgres, prefix: string): string =>
   `${server.url}${server.url.includes('?') ? '&' : '?'}schema=${prefix}_${process.pid}_${++schemas}`;
 
-/**
- * Why the built CLI cannot run on PostgreSQL yet, or null when it can (as the end-to-end tests
- * ask it: test/helpers/pg-machines.ts): an unknown --database-url, or the wiring's stand-in for
- * a store not merged yet.
- */
-export const cliWiringMissing = async (ctx: Context, url: string): Promise<string | null> => {
-  const r = await cli(freshHome(ctx.tmp, 'pg-probe'), ['status', '--json', '--database-url', url]);
-  if (r.code === 2 && /unknown option/i.test(r.stderr)) return 'the CLI does not accept --database-url yet';
-  if (r.code !== 0 && /no PostgreSQL store yet/.test(r.stderr)) return 'the CLI has no PostgreSQL store yet';
-  return null;
-};

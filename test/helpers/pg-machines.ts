@@ -17,43 +17,8 @@ let schemas = 0;
 export const queueUrl = (server: TestPostgres, prefix: string): string =>
   `${server.url}${server.url.includes('?') ? '&' : '?'}schema=${prefix}_${process.pid}_${++schemas}`;
 
-/**
- * Why the built CLI cannot run on PostgreSQL yet, or null when it can. Only an unknown option,
- * or the wiring's stand-in for a store not merged yet, is a reason to skip: any other failure
- * is for the tests to report.
- */
-const wiringMissing = async (url: string): Promise<string | null> => {
-  const r = await run(['status', '--json', '--home', newHome('probe'), '--database-url', url]);
-  if (r.code === 2 && /unknown option/i.test(r.stderr)) return `the CLI does not accept --database-url yet (${r.stderr.trim()})`;
-  if (r.code !== 0 && /no PostgreSQL store yet/.test(r.stderr)) return `the CLI has no PostgreSQL store yet (${r.stderr.trim()})`;
-  return null;
-};
-
-/**
- * Gives a suite a server and checks the CLI once. Each test calls `pg()`: the server, or null
- * after a skip message (printed once per file).
- */
-export const withPgCli = (suite: Test, name: string): (() => TestPostgres | null) => {
-  const server = withPostgres(suite, name, { fsync: false });
-  let missing: string | null | undefined;
-  let told = false;
-  suite.before(async () => {
-    const s = server();
-    if (s) missing = await wiringMissing(queueUrl(s, 'probe'));
-  });
-  return () => {
-    const s = server();
-    if (!s) return null;
-    if (missing) {
-      if (!told) {
-        told = true;
-        console.log(`\n  ${name}: skipped, ${missing}`);
-      }
-      return null;
-    }
-    return s;
-  };
-};
+/** Gives a suite a server (or null after a skip message where PostgreSQL cannot start). */
+export const withPgCli = (suite: Test, name: string): (() => TestPostgres | null) => withPostgres(suite, name, { fsync: false });
 
 /** One machine: its home, its commands (`q`), and worker processes started on it. */
 export interface Machine {
