@@ -175,15 +175,17 @@ export class Host {
         if (pid === undefined ? now - lease.claimedAt > 5000 : !isAlive(pid)) lease.deadline = 0;
       }
     }
+    const shared = this.engine.store.leases;
     for (const [jobId, lease] of [...this.leases]) {
-      if (lease.deadline > now) continue;
+      // A shared store's leases run out by the database's clock alone (below): a deadline here
+      // only passes without heartbeats while the database is away, which costs no lease.
+      if (shared ? lease.deadline !== 0 : lease.deadline > now) continue;
       this.leases.delete(jobId);
       await this.expire(jobId, lease.workerId, lease.attempt);
     }
     // Any machine's lease that the database's clock says ran out (its host or machine died):
     // whichever host gets there first records it; the others are refused (the attempt is the fence).
-    const shared = this.engine.store.leases;
-    if (shared) for (const l of await shared.expiredLeases()) await this.expire(l.jobId, l.workerId, l.attempt);
+    if (shared) for (const l of await shared.expiredLeases((await this.engine.getConfig()).lease_seconds * 1000)) await this.expire(l.jobId, l.workerId, l.attempt);
   }
 
   private async expire(jobId: string, workerId: string, attempt: number): Promise<void> {

@@ -114,8 +114,12 @@ export interface HeldLease {
 export interface SharedLeases {
   /** Extend the lease of `attempt` to `ms` from now; false when that worker no longer holds it. */
   renewLease(jobId: string, workerId: string, attempt: number, ms: number): Promise<boolean>;
-  /** Leases that have run out, on any machine, oldest first (at most `limit`). */
-  expiredLeases(limit?: number): Promise<HeldLease[]>;
+  /**
+   * Leases that have run out, on any machine, oldest first (at most `limit`). A database that
+   * restarted gives every lease `graceMs` from its start: the heartbeats that could not reach it
+   * meanwhile cost no worker its jobs (`renewLease` with `ms` honours the same grace).
+   */
+  expiredLeases(graceMs: number, limit?: number): Promise<HeldLease[]>;
 }
 
 /**

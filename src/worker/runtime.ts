@@ -10,7 +10,7 @@ import type { AttemptOutput, StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import type { ClaimAnswer } from '../host/host.ts';
-import { notStarted, type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
+import { notStarted, type RunJobOptions, type RunJobResult, type RunningJob, runJob } from './run-job.ts';
 import { RUN_TAG, runTag } from '../host/pids.ts';
 
 export interface WorkerOptions {
@@ -68,6 +68,11 @@ export class WorkerPool {
   /** Set by a forced stop (the second signal): why the jobs it ends are handed back. */
   private forcedStop: string | null = null;
   private readonly running = new Map<string, { attempt: number; handle: RunningJob }>();
+  /**
+   * Attempts that ended and whose result is still being sent (the queue is away): they stay in
+   * the heartbeats, so their leases hold and nobody runs the job again meanwhile.
+   */
+  private readonly reporting = new Map<string, number>();
   private heartbeat: NodeJS.Timeout | null = null;
   private readonly trouble: Trouble;
   private readonly pausing = new Set<() => void>();
@@ -107,7 +112,7 @@ export class WorkerPool {
   }
 
   private async beat(): Promise<void> {
-    const running = [...this.running].map(([jobId, r]) => ({ jobId, attempt: r.attempt }));
+    const running = [...[...this.running].map(([jobId, r]) => ({ jobId, attempt: r.attempt })), ...[...this.reporting].map(([jobId, attempt]) => ({ jobId, attempt }))];
     try {
       const { drop } = await this.options.queue.call('heartbeat', { workerId: this.workerId, running });
       for (const jobId of drop) {
@@ -198,8 +203,19 @@ export class WorkerPool {
     });
     this.running.set(job.id, { attempt, handle });
     const r = await handle.done;
-    if (this.options.shareOutput) await this.shareOutput(job.id, attempt, dir, outputLimit);
+    this.reporting.set(job.id, attempt);
     this.running.delete(job.id);
+    try {
+      return await this.report(job, attempt, r, dir, outputLimit);
+    } finally {
+      this.reporting.delete(job.id);
+    }
+  }
+
+  /** Sends an ended attempt's output and result until they are recorded (or refused for good). */
+  private async report(job: ClaimAnswer['job'], attempt: number, r: RunJobResult, dir: string, outputLimit: number): Promise<ClaimAnswer | null> {
+    const { log, queue } = this.options;
+    if (this.options.shareOutput) await this.shareOutput(job.id, attempt, dir, outputLimit);
     const result: AttemptResult = {
       durationMs: Math.round(r.durationMs),
       exitCode: r.exitCode,

@@ -73,7 +73,8 @@ export const grantLease = async (tx: TransactionSql, jobId: string, workerId: st
 export const renewLease = async (sql: Queryable, jobId: string, workerId: string, attempt: number, leaseMs: number): Promise<number | null> => {
   const [row] = await sql<{ until: number }[]>`
     update leases set expires_at = now() + ${leaseMs}::float8 * interval '1 millisecond'
-    where job_id = ${jobId} and worker_id = ${workerId} and attempt = ${attempt} and expires_at > now()
+    where job_id = ${jobId} and worker_id = ${workerId} and attempt = ${attempt}
+      and (expires_at > now() or now() < pg_postmaster_start_time() + ${leaseMs}::float8 * interval '1 millisecond')
     returning (extract(epoch from expires_at) * 1000)::float8 as until`;
   return row === undefined ? null : Math.floor(row.until);
 };

@@ -699,11 +699,13 @@ export class PgStore implements Store {
         throw this.explain(e);
       }
     },
-    expiredLeases: async (limit = 100) => {
+    expiredLeases: async (graceMs, limit = 100) => {
       try {
         return (
           await this.sql<{ job_id: string; worker_id: string; attempt: number }[]>`
-            select job_id, worker_id, attempt from leases where expires_at <= now() order by expires_at limit ${limit}`
+            select job_id, worker_id, attempt from leases
+            where expires_at <= now() and now() >= pg_postmaster_start_time() + ${graceMs}::float8 * interval '1 millisecond'
+            order by expires_at limit ${limit}`
         ).map((r) => ({ jobId: r.job_id, workerId: r.worker_id, attempt: r.attempt }));
       } catch (e) {
         throw this.explain(e);

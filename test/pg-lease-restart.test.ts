@@ -1,0 +1,67 @@
+// A restart of PostgreSQL costs no worker its jobs: while the server is down no heartbeat can
+// reach it, so every lease that ran out meanwhile (by the database's clock) gets `lease_seconds`
+// from the server's start before another machine may take its job; the worker's next heartbeat
+// renews it. A lease that ran out while the server was up is still expired. Real embedded
+// PostgreSQL, stopped and started on its port.
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import { Engine } from '../src/engine/engine.ts';
+import { PgStore } from '../src/store/postgres/store.ts';
+import { freshQueue, withPostgres } from './helpers/postgres.ts';
+
+const test = suite('pg-lease-restart');
+const pg = withPostgres(test, 'pg-lease-restart', { fsync: false });
+
+const LEASE_MS = 1_000;
+const GRACE_MS = 30_000;
+
+/** Again and again until the pool has reconnected after the restart (its first queries may fail). */
+const once = async <T>(f: () => Promise<T>): Promise<T> => {
+  for (let tries = 0; ; tries++) {
+    try {
+      return await f();
+    } catch (e) {
+      if (tries > 100) throw e;
+      await new Promise((r) => setTimeout(r, 100));
+    }
+  }
+};
+
+test('leases that ran out while the server was down get the grace after its start; one that ran out while it was up does not', async () => {
+  const server = pg();
+  if (!server) return;
+  if (!server.embedded) {
+    console.log('\n  pg-lease-restart: skipped, QUEUECTL_TEST_DATABASE_URL names a server these tests cannot stop');
+    return;
+  }
+  const q = await freshQueue(server, 't_lease');
+  const engine = new Engine(await PgStore.open(await q.connect(4), { schema: q.schema, pollMs: 200 }));
+  const leases = engine.store.leases!;
+  try {
+    const spec = (id: string) => ({ id, command: 'true', cwd: '/', priority: 0, maxRetries: null, runAt: null, timeoutMs: null });
+    await engine.execute({ type: 'enqueue', jobs: [spec('held'), spec('later')] });
+    await engine.execute({ type: 'workerStart', workerId: 'w', pid: process.pid, slots: 2 });
+    const held = await engine.claimNext('w', LEASE_MS);
+    assert.is(held?.job.id, 'held');
+
+    await server.stop();
+    await new Promise((r) => setTimeout(r, LEASE_MS + 1_000)); // the lease runs out while nobody can renew it
+    await server.start();
+
+    assert.equal(await once(() => leases.expiredLeases(GRACE_MS)), [], 'not expired: the server restarted less than lease_seconds ago');
+    assert.equal((await leases.expiredLeases(0)).map((l) => l.jobId), ['held'], 'by the database clock alone it ran out');
+    assert.ok(await leases.renewLease('held', 'w', 1, LEASE_MS), "the worker's next heartbeat renews it");
+
+    // a lease that runs out while the server is up is expired at once, grace or not
+    const later = await engine.claimNext('w', LEASE_MS);
+    assert.is(later?.job.id, 'later');
+    await new Promise((r) => setTimeout(r, LEASE_MS + 500));
+    assert.not.ok(await leases.renewLease('later', 'w', 1, 100), 'a lease the worker let run out with the server up is not renewed (grace of 100 ms since the start has passed)');
+    assert.ok((await leases.expiredLeases(100)).some((l) => l.jobId === 'later'), 'and it is expired');
+  } finally {
+    await engine.close();
+    await q.drop();
+  }
+});
+
+test.run();
