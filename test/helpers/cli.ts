@@ -166,7 +166,10 @@ export class Worker {
   exitCode: number | null | undefined = undefined;
   private readonly child: ChildProcess;
 
-  constructor(readonly home: string, args: string[]) {
+  constructor(
+    readonly home: string,
+    private readonly args: string[],
+  ) {
     this.child = spawn(process.execPath, [CLI, 'worker', 'start', '--home', home, ...args], { env: baseEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
     children.add(this.child);
     workers.add(this);
@@ -201,9 +204,12 @@ export class Worker {
   /** Resolves once `status` lists this worker (it is ready to claim). */
   async ready(ms = 15_000): Promise<this> {
     const q = cli(this.home);
+    // asked of the same queue: a worker on PostgreSQL is asked with its --database-url
+    const at = this.args.indexOf('--database-url');
+    const queue = at >= 0 ? this.args.slice(at, at + 2) : [];
     await until(async () => {
       if (!this.running) throw new Error(`worker exited early: ${this.lines.join(' | ')}`);
-      const s = json<{ workers: { pid: number }[] }>(await q('status', '--json'));
+      const s = json<{ workers: { pid: number }[] }>(await q('status', '--json', ...queue));
       return s.workers.some((w) => w.pid === this.pid);
     }, ms, `worker ${this.pid} to register`);
     return this;
