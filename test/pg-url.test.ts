@@ -6,7 +6,7 @@ import { createServer, type Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { QueuectlError } from '../src/errors.ts';
-import { connect, databaseError } from '../src/store/postgres/connect.ts';
+import { clientOptions, connect, databaseError } from '../src/store/postgres/connect.ts';
 import { type DatabaseTarget, databaseTargetFrom, parseDatabaseUrl, redact } from '../src/store/postgres/url.ts';
 import { freePort, withPostgres } from './helpers/postgres.ts';
 
@@ -109,6 +109,13 @@ unit('redact masks the password, raw and percent-encoded, in any text', () => {
   const failed = databaseError(new Error(`syntax error near "${ENCODED}"`), t);
   assert.is(failed.code, 'QUEUECTL_FAILED');
   oneLineWithoutSecret(failed);
+});
+
+unit('a lost connection is made again within a second, however many failed before (the driver alone waits up to 20 s)', () => {
+  const { backoff } = clientOptions(parseDatabaseUrl('postgres://u@h/db', '--database-url'));
+  assert.type(backoff, 'function', 'the reconnect delay is ours');
+  const delays = Array.from({ length: 40 }, (_, failures) => (backoff as (n: number) => number)(failures));
+  assert.ok(delays.every((s) => s > 0 && s <= 1), `delays in seconds: ${delays.map((s) => s.toFixed(2)).join(' ')}`);
 });
 
 unit.run();

@@ -56,6 +56,9 @@ const tlsOptions = (target: DatabaseTarget): Options<Record<string, PostgresType
 /** ms; the server shows it as '10s' */
 export const IDLE_IN_TRANSACTION_MS = 10_000;
 
+/** Seconds before a lost connection is made again, after `failures` in a row: 50 ms doubling, at most 1 s, jittered. */
+export const reconnectDelay = (failures: number): number => Math.min(0.05 * 2 ** failures, 1) * (0.5 + Math.random() / 2);
+
 /** The driver's options for a target: the parts, never the URL (see url.ts). */
 export const clientOptions = (target: DatabaseTarget, options: ConnectOptions = {}): Options<Record<string, PostgresType>> => ({
   ...(target.host.startsWith('/') ? { path: `${target.host}/.s.PGSQL.${target.port}` } : { host: target.host }),
@@ -66,6 +69,10 @@ export const clientOptions = (target: DatabaseTarget, options: ConnectOptions = 
   ssl: tlsOptions(target),
   connect_timeout: target.connectTimeout,
   max: options.max ?? 4,
+  // The driver waits before making a lost connection again, 3^failures/100 s up to 20 s, the
+  // failures counted across the pool: after a restart of a few seconds the host waited 10-36 s
+  // more. At most a second (jittered) keeps the server safe from a storm and the queue moving.
+  backoff: reconnectDelay,
   onnotice: () => {}, // "schema already exists, skipping" and the like are not for users
   // the tables live in the queue's schema; nothing else is searched, so an unqualified name
   // never finds a table of the same name in public. A process stopped or cut off inside a
