@@ -343,6 +343,25 @@ test('params cannot name the command: a `type` in workerStop/workerStart is refu
   await host.answers('after forged commands');
 });
 
+test('a number JSON reads as Infinity (1e400) is refused where it would be stored: the log never holds it', async () => {
+  const host = await HostProcess.start();
+  const q = cli(host.home);
+  const peer = await Peer.open(host.home);
+  assert.ok((await peer.call('enqueue', { jobs: [job('big')] }))?.result);
+  assert.is((await peer.call('claim', { workerId: 'p1', waitMs: 0 }))?.result?.job?.id, 'big');
+  // JSON.stringify cannot write Infinity, so the lines are written by hand, as a hostile peer would
+  const result = '{"durationMs":1e400,"exitCode":0,"signal":null,"timedOut":false,"error":null,"output":null}';
+  peer.write(`{"id":900,"method":"report","params":{"jobId":"big","workerId":"p1","attempt":1,"result":${result}}}\n`);
+  peer.write('{"id":901,"method":"release","params":{"jobId":"big","workerId":"p1","attempt":1,"reason":"x","durationMs":1e400,"output":null}}\n');
+  for (const id of [900, 901]) {
+    const answer = await peer.line((l) => l.id === id, 5000, `call ${id}`);
+    assert.is(answer?.error?.code, 'QUEUECTL_INVALID_INPUT', JSON.stringify(answer));
+  }
+  assert.equal((await history(q, 'big')).map((e) => e.type), ['JobEnqueued', 'JobClaimed']);
+  peer.close();
+  await host.answers('after infinite durations');
+});
+
 test("the host checks every job's fields as the CLI does; a bad batch stores nothing", async () => {
   const host = await HostProcess.start();
   const q = cli(host.home);

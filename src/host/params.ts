@@ -36,7 +36,7 @@ const SCHEMAS = {
     workerId,
     attempt: count(1),
     result: v.strictObject({
-      durationMs: v.pipe(v.number(), v.minValue(0)),
+      durationMs: v.pipe(v.number(), v.finite(), v.minValue(0)),
       exitCode: v.nullable(v.pipe(v.number(), v.safeInteger())),
       signal: v.nullable(workerText),
       timedOut: v.boolean(),
@@ -50,7 +50,7 @@ const SCHEMAS = {
     workerId,
     attempt: count(1),
     reason: workerText,
-    durationMs: v.pipe(v.number(), v.minValue(0)),
+    durationMs: v.pipe(v.number(), v.finite(), v.minValue(0)),
     output: v.nullable(v.strictObject({ stdout: output, stderr: output })),
   }),
   heartbeat: v.strictObject({ workerId, running: v.array(v.strictObject({ jobId: workerText, attempt: count(1) })) }),
