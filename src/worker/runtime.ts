@@ -1,7 +1,6 @@
 // The worker runtime: N slots in one process, each claiming a job through the queue, running
 // it in its own process group and reporting the result. Heartbeats keep the claims' leases
 // alive and tell a slot when its job was cancelled or its claim lost.
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AttemptResult } from '../domain/decide.ts';
@@ -10,6 +9,7 @@ import type { AttemptOutput, StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import type { ClaimAnswer } from '../host/host.ts';
+import { OutputSender } from './share-output.ts';
 import { notStarted, type RunJobOptions, type RunningJob, runJob } from './run-job.ts';
 import { RUN_TAG, runTag } from '../host/pids.ts';
 
@@ -22,7 +22,7 @@ export interface WorkerOptions {
   log: (line: string) => void;
   /** How a job is run: in this process by default; `worker start` runs them from a JobRunner. */
   runJob?: (opts: RunJobOptions) => RunningJob;
-  /** Send each attempt's output to the host when it ends, to keep where every machine reads it (PostgreSQL). */
+  /** Send each attempt's output to the host while it runs, to keep where every machine reads it (PostgreSQL). */
   shareOutput?: boolean;
 }
 
@@ -151,20 +151,13 @@ export class WorkerPool {
   }
 
   /**
-   * Before the report: the attempt's output files, capped, go to the host, which keeps them in
-   * the database. One that cannot be sent is logged; the job's result is reported all the same,
-   * and its output stays readable on this machine.
+   * Before the report: what the attempt wrote that the database lacks (OutputSender sent the
+   * rest while it ran). Output that cannot be sent is logged; the job's result is reported all
+   * the same, and its output stays readable on this machine.
    */
-  private async shareOutput(jobId: string, attempt: number, dir: string, cap: number): Promise<void> {
-    const read = (name: string) => {
-      try {
-        return readFileSync(join(dir, `${attempt}.${name}`)).subarray(0, cap).toString('base64');
-      } catch {
-        return '';
-      }
-    };
+  private async shareOutput(jobId: string, sender: OutputSender): Promise<void> {
     try {
-      await this.options.queue.call('keepOutput', { jobId, attempt, stdout: read('stdout'), stderr: read('stderr') });
+      await sender.finish();
     } catch (e) {
       this.options.log(`${jobId}: its output could not be stored in the database (${(e as Error).message}); \`queuectl logs ${jobId}\` shows it on this machine only`);
     }
@@ -197,8 +190,11 @@ export class WorkerPool {
       outputShown: join(home.dir, 'logs', job.id),
     });
     this.running.set(job.id, { attempt, handle });
+    // sent while it runs, so `logs --follow` on another machine shows it as it comes
+    const sender = this.options.shareOutput ? new OutputSender(queue, job.id, attempt, dir, outputLimit) : null;
+    sender?.start();
     const r = await handle.done;
-    if (this.options.shareOutput) await this.shareOutput(job.id, attempt, dir, outputLimit);
+    if (sender) await this.shareOutput(job.id, sender);
     this.running.delete(job.id);
     const result: AttemptResult = {
       durationMs: Math.round(r.durationMs),
