@@ -152,14 +152,25 @@ export class WorkerPool {
 
   /**
    * Before the report: what the attempt wrote that the database lacks (OutputSender sent the
-   * rest while it ran). Output that cannot be sent is logged; the job's result is reported all
-   * the same, and its output stays readable on this machine.
+   * rest while it ran). Output the queue cannot take now (the database restarting) is kept and
+   * sent again with back-off, like the result after it; output refused for good (or given up by
+   * a forced stop) is logged, the result is reported all the same, and the output stays
+   * readable on this machine.
    */
   private async shareOutput(jobId: string, sender: OutputSender): Promise<void> {
-    try {
-      await sender.finish();
-    } catch (e) {
-      this.options.log(`${jobId}: its output could not be stored in the database (${(e as Error).message}); \`queuectl logs ${jobId}\` shows it on this machine only`);
+    for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
+      try {
+        await sender.finish();
+        return;
+      } catch (e) {
+        if (isQueuectlError(e) && TRANSIENT.has(e.code) && this.forcedStop === null) {
+          this.trouble.failed(e);
+          await this.pause(delay);
+          continue;
+        }
+        this.options.log(`${jobId}: its output could not be stored in the database (${(e as Error).message}); \`queuectl logs ${jobId}\` shows it on this machine only`);
+        return;
+      }
     }
   }
 
