@@ -4,7 +4,6 @@
 // sends it while it runs (src/worker/share-output.ts): whichever has more of a stream.
 import { closeSync, openSync, readSync } from 'node:fs';
 import { join } from 'node:path';
-import { StringDecoder } from 'node:string_decoder';
 import type { StoredEvent } from '../events.ts';
 import type { Queue } from '../host/connect.ts';
 import type { Offsets } from '../host/host.ts';
@@ -75,12 +74,13 @@ const readFrom = (path: string, offset: number): Buffer => {
  */
 export const followAttempt = async (q: Queue, id: string, attempt: number, dir: string, raw: boolean): Promise<Attempt> => {
   const shown: Offsets = { stdout: 0, stderr: 0 };
-  const decoders = { stdout: new StringDecoder('utf8'), stderr: new StringDecoder('utf8') };
+  // a character split between two reads is decoded once whole (TextDecoder: a global, nothing to load)
+  const decoders = { stdout: new TextDecoder(), stderr: new TextDecoder() };
   let current: 'stdout' | 'stderr' | null = null;
   let atLineStart = true;
   const print = (name: 'stdout' | 'stderr', data: Buffer) => {
     if (raw) return void (name === 'stdout' ? process.stdout : process.stderr).write(data);
-    const text = visible(decoders[name].write(data));
+    const text = visible(decoders[name].decode(data, { stream: true }));
     if (text.length === 0) return;
     if (current !== name) {
       process.stdout.write(`${atLineStart ? '' : '\n'}${colors.dim(`[${name}]`)}\n`);
