@@ -61,6 +61,7 @@ cli
   .command('logs <id>', 'stdout and stderr of each attempt')
   .option('--attempt <n>', 'only this attempt')
   .option('--raw', "the kept bytes as they are: stdout to stdout, stderr to stderr, no headers, control characters not escaped")
+  .option('--follow', 'keep printing the running attempt\'s output as it is written, until it ends (from any machine)')
   .action(jobs.logs);
 
 cli.command('history <id>', "The job's events, replayed from the log").action(jobs.history);

@@ -106,6 +106,13 @@ const hostAnswers = (socket: string): Promise<boolean> =>
   });
 
 export const repair = async (o: GlobalOptions): Promise<void> => {
+  // LevelDB's files are what it mends: pointed at PostgreSQL, it must not touch --home instead
+  if (database(o)) {
+    invalid(
+      'repair mends the LevelDB directory in --home, not a PostgreSQL queue (--database-url or QUEUECTL_DATABASE_URL is set): ' +
+        "check and recompute the projections with 'queuectl projections verify' and 'projections rebuild'; damage to the database itself is PostgreSQL's to mend (amcheck, a restore from backup)",
+    );
+  }
   const named = home(o);
   const h = prepareHome(named); // through the checked directory's handle
   if (await hostAnswers(h.socket)) {

@@ -4,8 +4,9 @@ import { join } from 'node:path';
 import { checkBatchSize, LATEST_TIME_MS, MAX_TIMEOUT_MS, parseJobSpec, timeoutMsFromSeconds } from '../domain/job-spec.ts';
 import { environmentError, isQueuectlError, QueuectlError } from '../errors.ts';
 import { prepareHome } from '../home.ts';
-import type { StoredEvent } from '../events.ts';
+import type { AttemptOutput, StoredEvent } from '../events.ts';
 import { CONFIG_RULES } from '../domain/config.ts';
+import { attemptsOf, followAttempt, header, outcome } from './attempts.ts';
 import { oneLine, visible } from './escape.ts';
 import {
   ago, colors, colorState, type GlobalOptions, home, invalid, iso, jobJson, LONG_LIVED, parseDuration, parseInteger, printJson, printTable, withQueue,
@@ -260,27 +261,6 @@ export const show = async (id: string, o: GlobalOptions): Promise<void> => {
   }
 };
 
-/** The end of each attempt, from the job's events. */
-const attemptsOf = (events: StoredEvent[]) => {
-  const attempts = new Map<number, { attempt: number; started: number; end: StoredEvent | null }>();
-  for (const e of events) {
-    if (e.type === 'JobClaimed') attempts.set(e.attempt, { attempt: e.attempt, started: e.at, end: null });
-    else if ((e.type === 'JobSucceeded' || e.type === 'JobFailed' || e.type === 'JobLeaseExpired' || e.type === 'JobReleased') && attempts.has(e.attempt)) attempts.get(e.attempt)!.end = e;
-    else if (e.type === 'JobCancelled' && e.attempt !== null && attempts.has(e.attempt)) attempts.get(e.attempt)!.end = e;
-  }
-  return [...attempts.values()];
-};
-
-const outcome = (end: StoredEvent | null): string => {
-  if (end === null) return 'running';
-  if (end.type === 'JobSucceeded') return 'exit code 0';
-  if (end.type === 'JobFailed') return end.error;
-  if (end.type === 'JobLeaseExpired') return end.reason;
-  if (end.type === 'JobReleased') return `released: ${end.reason}`;
-  if (end.type === 'JobCancelled') return 'cancelled';
-  return end.type;
-};
-
 /**
  * At most `cap` bytes of a file: output files are capped when written, but read defensively.
  * `shown`: the file as messages name it (`path` goes through the data directory's handle).
@@ -302,8 +282,9 @@ const readKept = (path: string, shown: string, cap = CONFIG_RULES.output_limit.m
   }
 };
 
-export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; raw?: boolean }): Promise<void> => {
+export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; raw?: boolean; follow?: boolean }): Promise<void> => {
   const only = o.attempt === undefined ? null : parseInteger(o.attempt, '--attempt', 1);
+  if (o.follow && o.json) invalid('--follow prints output as it comes and has no --json form; use --follow --raw for the bytes, or --json without --follow');
   // With PostgreSQL, an attempt's output is also in the database (it may have run on another
   // machine): `shared` has it per attempt; null entries (LevelDB) mean the files under --home only.
   const [attempts, shared] = await withQueue(o, async (q) => {
@@ -316,6 +297,10 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; r
   });
   const h = prepareHome(home(o));
   const dir = join(h.logs, id); // through the checked directory's handle
+  // --follow: the last attempt, if it runs, is printed as it is written (after the others)
+  const last = attempts.at(-1);
+  const following = o.follow && last?.end === null ? last : null;
+  const printed = following ? attempts.slice(0, -1) : attempts;
   const shownDir = join(h.dir, 'logs', id); // what messages name: the path as the user gave it
   // `missing`: bytes the attempt's event says were kept but are not on disk (deleted by hand)
   const streams = (a: { attempt: number; end: StoredEvent | null }) =>
@@ -349,8 +334,9 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; r
   }
   if (o.raw) {
     // the bytes as kept, for scripts and files: no headers, nothing escaped
-    const all = attempts.flatMap(streams);
+    const all = printed.flatMap(streams);
     for (const s of all) (s.name === 'stdout' ? process.stdout : process.stderr).write(s.data);
+    if (following) await follow(id, o, following.attempt, dir, true);
     const gone = all.filter((s) => s.missing > 0);
     if (gone.length > 0) throw new QueuectlError('QUEUECTL_FAILED', `kept output is missing: ${gone.map((s) => `${s.path} (${s.missing} bytes)`).join(', ')}`);
     return;
@@ -359,9 +345,8 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; r
     process.stdout.write(`job '${id}' has not run yet\n`);
     return;
   }
-  for (const a of attempts) {
-    const duration = a.end && 'durationMs' in a.end ? ` · ${(a.end.durationMs / 1000).toFixed(2)}s` : '';
-    process.stdout.write(colors.bold(`── attempt ${a.attempt} · ${oneLine(outcome(a.end), 200)}${duration} ──\n`));
+  for (const a of printed) {
+    process.stdout.write(header(a));
     for (const s of streams(a)) {
       if (s.data.length === 0 && !s.info?.truncated && s.missing === 0) continue;
       process.stdout.write(colors.dim(`[${s.name}]\n`));
@@ -370,10 +355,26 @@ export const logs = async (id: string, o: GlobalOptions & { attempt?: unknown; r
       process.stdout.write(text);
       if (text.length > 0 && !text.endsWith('\n')) process.stdout.write('\n');
       if (s.missing > 0) process.stdout.write(colors.red(`[${s.name} missing: ${s.missing} of ${s.info!.kept} kept bytes are gone from ${s.path} (deleted or damaged)]\n`));
-      if (s.info?.error) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; the rest could not be written: ${oneLine(s.info.error, 200)}]\n`));
-      else if (s.info?.truncated) process.stdout.write(colors.yellow(`[${s.name} truncated: kept ${s.info.kept} of ${s.info.bytes} bytes; raise the cap with: queuectl config set output_limit <bytes>]\n`));
+      truncation(s.name, s.info);
     }
   }
+  if (following) {
+    process.stdout.write(header(following));
+    const ended = await follow(id, o, following.attempt, dir, false);
+    // how it ended, as `logs` would have headed it
+    process.stdout.write(header(ended));
+    for (const name of ['stdout', 'stderr'] as const) truncation(name, ended.end && 'output' in ended.end && ended.end.output ? ended.end.output[name] : null);
+  }
+};
+
+/** `logs --follow`: an attempt's output as it comes, through a queue that may wait long. */
+const follow = (id: string, o: GlobalOptions, attempt: number, dir: string, raw: boolean) =>
+  withQueue(o, (q) => followAttempt(q, id, attempt, dir, raw), LONG_LIVED);
+
+/** The line saying a stream was cut short, if it was. */
+const truncation = (name: string, info: AttemptOutput[keyof AttemptOutput] | null | undefined): void => {
+  if (info?.error) process.stdout.write(colors.yellow(`[${name} truncated: kept ${info.kept} of ${info.bytes} bytes; the rest could not be written: ${oneLine(info.error, 200)}]\n`));
+  else if (info?.truncated) process.stdout.write(colors.yellow(`[${name} truncated: kept ${info.kept} of ${info.bytes} bytes; raise the cap with: queuectl config set output_limit <bytes>]\n`));
 };
 
 /** One line of detail per event, for `history` and `events`: never throws, whatever a log holds. */

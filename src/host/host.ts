@@ -14,6 +14,13 @@ import { isAlive, killAttempt, runTag } from './pids.ts';
 
 export interface RunningAttempt { jobId: string; attempt: number }
 
+/** A byte position in each of an attempt's streams. */
+export interface Offsets {
+  stdout: number;
+  stderr: number;
+}
+const STREAMS = ['stdout', 'stderr'] as const;
+
 /** Where the queue is kept, as `status` names it: never a password (see postgres/url.ts). */
 export type Backend = { type: 'leveldb'; path: string } | { type: 'postgresql'; url: string };
 
@@ -414,21 +421,24 @@ export class Host {
       return due === null || due > this.engine.clock();
     },
 
-    /** Keep an attempt's output where every machine reads it (a shared store; otherwise the files under --home are it). Base64. */
-    keepOutput: async (p: { jobId: string; attempt: number; stdout: string; stderr: string }): Promise<void> => {
+    /**
+     * Keep an attempt's output where every machine reads it (a shared store; otherwise the files
+     * under --home are it). Base64; `from`: where each piece starts in its stream (a running
+     * job's output is sent in pieces as it is written), 0 when absent.
+     */
+    keepOutput: async (p: { jobId: string; attempt: number; stdout: string; stderr: string; from?: Offsets }): Promise<void> => {
       const output = this.engine.store.output;
       if (!output) return;
       const cap = (await this.engine.getConfig()).output_limit;
-      await output.put(p.jobId, p.attempt, 'stdout', Buffer.from(p.stdout, 'base64'), cap);
-      await output.put(p.jobId, p.attempt, 'stderr', Buffer.from(p.stderr, 'base64'), cap);
+      for (const stream of STREAMS) await output.put(p.jobId, p.attempt, stream, p.from?.[stream] ?? 0, Buffer.from(p[stream], 'base64'), cap);
     },
 
-    /** An attempt's kept output from a shared store (base64), or null: read the files under --home. */
-    output: async (p: { jobId: string; attempt: number }): Promise<{ stdout: string; stderr: string } | null> => {
+    /** An attempt's kept output from a shared store (base64), from `from` on (`logs --follow`), or null: read the files under --home. */
+    output: async (p: { jobId: string; attempt: number; from?: Offsets }): Promise<{ stdout: string; stderr: string } | null> => {
       const output = this.engine.store.output;
       if (!output) return null;
-      const [stdout, stderr] = await Promise.all([output.read(p.jobId, p.attempt, 'stdout'), output.read(p.jobId, p.attempt, 'stderr')]);
-      return { stdout: stdout.toString('base64'), stderr: stderr.toString('base64') };
+      const [stdout, stderr] = await Promise.all(STREAMS.map((stream) => output.read(p.jobId, p.attempt, stream, p.from?.[stream] ?? 0)));
+      return { stdout: stdout!.toString('base64'), stderr: stderr!.toString('base64') };
     },
 
     rebuild: async (): Promise<{ events: number }> => ({ events: await this.engine.rebuild() }),

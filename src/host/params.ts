@@ -22,6 +22,7 @@ const count = (min: number) => v.pipe(v.number(), v.safeInteger(), v.minValue(mi
 const waitMs = v.pipe(v.number(), v.minValue(0), v.maxValue(MAX_WAIT_MS));
 // no params: what Params<M> calls Record<string, never>
 const nothing = v.strictObject({}) as v.GenericSchema<unknown, Record<string, never>>;
+const offsets = v.strictObject({ stdout: count(0), stderr: count(0) });
 const output = v.strictObject({ bytes: count(0), kept: count(0), truncated: v.boolean(), error: v.optional(workerText) });
 
 const SCHEMAS = {
@@ -68,8 +69,8 @@ const SCHEMAS = {
   events: v.strictObject({ from: count(0), limit: v.pipe(count(1), v.maxValue(MAX_EVENTS_PER_CALL)), waitMs: v.optional(waitMs) }),
   wait: v.strictObject({ ids: v.array(text), waitMs }),
   idle: nothing,
-  keepOutput: v.strictObject({ jobId: workerText, attempt: count(1), stdout: v.string(), stderr: v.string() }),
-  output: v.strictObject({ jobId: text, attempt: count(1) }),
+  keepOutput: v.strictObject({ jobId: workerText, attempt: count(1), stdout: v.string(), stderr: v.string(), from: v.optional(offsets) }),
+  output: v.strictObject({ jobId: text, attempt: count(1), from: v.optional(offsets) }),
   rebuild: nothing,
   verify: nothing,
 } satisfies { [M in Method]: v.GenericSchema<unknown, Params<M>> };

@@ -127,10 +127,13 @@ export interface SharedLeases {
  * files under the data directory, which its one host shares with its workers.
  */
 export interface SharedOutput {
-  /** Keep the first `cap` bytes of an attempt's stream (written again: the same bytes, kept once). */
-  put(jobId: string, attempt: number, stream: 'stdout' | 'stderr', data: Uint8Array, cap: number): Promise<void>;
-  /** What is kept of an attempt's stream (empty when nothing is). */
-  read(jobId: string, attempt: number, stream: 'stdout' | 'stderr'): Promise<Buffer>;
+  /**
+   * Keep `data`, which starts at byte `offset` of an attempt's stream, as far as it lies below
+   * `cap` (a running job's output is sent in pieces; a piece written again is kept once).
+   */
+  put(jobId: string, attempt: number, stream: 'stdout' | 'stderr', offset: number, data: Uint8Array, cap: number): Promise<void>;
+  /** What is kept of an attempt's stream from byte `from` on, as far as it is contiguous (empty when nothing is). */
+  read(jobId: string, attempt: number, stream: 'stdout' | 'stderr', from?: number): Promise<Buffer>;
 }
 
 export interface CloseOptions {

@@ -1,7 +1,6 @@
 // The worker runtime: N slots in one process, each claiming a job through the queue, running
 // it in its own process group and reporting the result. Heartbeats keep the claims' leases
 // alive and tell a slot when its job was cancelled or its claim lost.
-import { readFileSync } from 'node:fs';
 import { hostname } from 'node:os';
 import { join } from 'node:path';
 import type { AttemptResult } from '../domain/decide.ts';
@@ -10,6 +9,7 @@ import type { AttemptOutput, StoredEvent } from '../events.ts';
 import type { Home } from '../home.ts';
 import type { Queue } from '../host/connect.ts';
 import type { ClaimAnswer } from '../host/host.ts';
+import { OutputSender } from './share-output.ts';
 import { notStarted, type RunJobOptions, type RunJobResult, type RunningJob, runJob } from './run-job.ts';
 import { RUN_TAG, runTag } from '../host/pids.ts';
 
@@ -22,7 +22,7 @@ export interface WorkerOptions {
   log: (line: string) => void;
   /** How a job is run: in this process by default; `worker start` runs them from a JobRunner. */
   runJob?: (opts: RunJobOptions) => RunningJob;
-  /** Send each attempt's output to the host when it ends, to keep where every machine reads it (PostgreSQL). */
+  /** Send each attempt's output to the host while it runs, to keep where every machine reads it (PostgreSQL). */
   shareOutput?: boolean;
 }
 
@@ -156,22 +156,26 @@ export class WorkerPool {
   }
 
   /**
-   * Before the report: the attempt's output files, capped, go to the host, which keeps them in
-   * the database. One that cannot be sent is logged; the job's result is reported all the same,
-   * and its output stays readable on this machine.
+   * Before the report: what the attempt wrote that the database lacks (OutputSender sent the
+   * rest while it ran). Output the queue cannot take now (the database restarting) is kept and
+   * sent again with back-off, like the result after it; output refused for good (or given up by
+   * a forced stop) is logged, the result is reported all the same, and the output stays
+   * readable on this machine.
    */
-  private async shareOutput(jobId: string, attempt: number, dir: string, cap: number): Promise<void> {
-    const read = (name: string) => {
+  private async shareOutput(jobId: string, sender: OutputSender): Promise<void> {
+    for (let delay = RETRY_MIN_MS; ; delay = Math.min(delay * 2, RETRY_MAX_MS)) {
       try {
-        return readFileSync(join(dir, `${attempt}.${name}`)).subarray(0, cap).toString('base64');
-      } catch {
-        return '';
+        await sender.finish();
+        return;
+      } catch (e) {
+        if (isQueuectlError(e) && TRANSIENT.has(e.code) && this.forcedStop === null) {
+          this.trouble.failed(e);
+          await this.pause(delay);
+          continue;
+        }
+        this.options.log(`${jobId}: its output could not be stored in the database (${(e as Error).message}); \`queuectl logs ${jobId}\` shows it on this machine only`);
+        return;
       }
-    };
-    try {
-      await this.options.queue.call('keepOutput', { jobId, attempt, stdout: read('stdout'), stderr: read('stderr') });
-    } catch (e) {
-      this.options.log(`${jobId}: its output could not be stored in the database (${(e as Error).message}); \`queuectl logs ${jobId}\` shows it on this machine only`);
     }
   }
 
@@ -202,20 +206,23 @@ export class WorkerPool {
       outputShown: join(home.dir, 'logs', job.id),
     });
     this.running.set(job.id, { attempt, handle });
+    // sent while it runs, so `logs --follow` on another machine shows it as it comes
+    const sender = this.options.shareOutput ? new OutputSender(queue, job.id, attempt, dir, outputLimit) : null;
+    sender?.start();
     const r = await handle.done;
     this.reporting.set(job.id, attempt);
     this.running.delete(job.id);
     try {
-      return await this.report(job, attempt, r, dir, outputLimit);
+      return await this.report(job, attempt, r, sender);
     } finally {
       this.reporting.delete(job.id);
     }
   }
 
   /** Sends an ended attempt's output and result until they are recorded (or refused for good). */
-  private async report(job: ClaimAnswer['job'], attempt: number, r: RunJobResult, dir: string, outputLimit: number): Promise<ClaimAnswer | null> {
+  private async report(job: ClaimAnswer['job'], attempt: number, r: RunJobResult, sender: OutputSender | null): Promise<ClaimAnswer | null> {
     const { log, queue } = this.options;
-    if (this.options.shareOutput) await this.shareOutput(job.id, attempt, dir, outputLimit);
+    if (sender) await this.shareOutput(job.id, sender);
     const result: AttemptResult = {
       durationMs: Math.round(r.durationMs),
       exitCode: r.exitCode,

@@ -5,6 +5,7 @@
 // Every failure to reach the server becomes one line, QUEUECTL_DATABASE_UNAVAILABLE (exit 1),
 // naming the host and port and never the password, whatever the driver or TLS put in theirs.
 import { readFileSync } from 'node:fs';
+import { checkServerIdentity, type PeerCertificate } from 'node:tls';
 import type { Options, PostgresType, Sql, TransactionSql } from 'postgres';
 import { QueuectlError } from '../../errors.ts';
 import { type DatabaseTarget, redact, serverName } from './url.ts';
@@ -49,7 +50,10 @@ const tlsOptions = (target: DatabaseTarget): Options<Record<string, PostgresType
     case 'verify-ca':
       return { ...files, rejectUnauthorized: true, checkServerIdentity: () => undefined };
     case 'verify-full':
-      return { ...files, rejectUnauthorized: true };
+      // against the host the URL names: for an IP address the driver gives TLS no server name,
+      // and Node then checks the certificate against 'localhost' (any localhost certificate
+      // would pass for any address)
+      return { ...files, rejectUnauthorized: true, checkServerIdentity: (_name: string, cert: PeerCertificate) => checkServerIdentity(target.host, cert) };
   }
 };
 

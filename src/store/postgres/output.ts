@@ -1,8 +1,8 @@
 // Job output in the database, so `logs` on any machine shows an attempt that ran on another.
 // Each attempt's stdout and stderr are stored as chunks keyed by their byte offset: a running
 // job's output is appended as it comes (`logs --follow` reads from an offset), a chunk written
-// twice (a retry after a lost connection) is the same row, and a reader stops at a missing
-// chunk rather than show bytes out of place. Only the first `cap` bytes (output_limit) are kept.
+// twice (a retry after a lost connection) is the same row (the longer, if it grew meanwhile),
+// and a reader stops at a missing chunk rather than show bytes out of place. Only the first `cap` bytes (output_limit) are kept.
 import type { Queryable } from './connect.ts';
 
 export type Stream = 'stdout' | 'stderr';
@@ -28,7 +28,11 @@ export const appendOutput = async (sql: Queryable, chunk: OutputChunk, cap: numb
     const piece = Buffer.from(chunk.data.buffer, chunk.data.byteOffset + at, Math.min(MAX_CHUNK, kept - at));
     rows.push({ job_id: chunk.jobId, attempt: chunk.attempt, stream: STREAM_ID[chunk.stream], byte_offset: chunk.offset + at, data: piece });
   }
-  await sql`insert into job_output ${sql(rows)} on conflict do nothing`;
+  // A piece sent again after its answer was lost may have grown meanwhile (the job wrote on):
+  // the longer row holds the shorter one's bytes, so it replaces it.
+  await sql`insert into job_output ${sql(rows)}
+    on conflict (job_id, attempt, stream, byte_offset) do update set data = excluded.data
+    where octet_length(excluded.data) > octet_length(job_output.data)`;
   return kept;
 };
 
@@ -43,6 +47,7 @@ export const readOutput = async (sql: Queryable, jobId: string, attempt: number,
   for (const row of rows) {
     const offset = Number(row.byte_offset);
     if (offset > next) break; // a chunk not (yet) written: stop before the gap
+    if (offset + row.data.length <= next) continue; // within what was read (pieces of a stream may overlap)
     parts.push(row.data.subarray(next - offset));
     next = offset + row.data.length;
   }

@@ -715,16 +715,16 @@ export class PgStore implements Store {
 
   /** Job output in the database, so `logs` on any machine shows an attempt run on another. */
   readonly output: SharedOutput = {
-    put: async (jobId, attempt, stream, data, cap) => {
+    put: async (jobId, attempt, stream, offset, data, cap) => {
       try {
-        await appendOutput(this.sql, { jobId, attempt, stream, offset: 0, data }, cap);
+        await appendOutput(this.sql, { jobId, attempt, stream, offset, data }, cap);
       } catch (e) {
         throw this.explain(e);
       }
     },
-    read: async (jobId, attempt, stream) => {
+    read: async (jobId, attempt, stream, from = 0) => {
       try {
-        return (await readOutput(this.sql, jobId, attempt, stream)).data;
+        return (await readOutput(this.sql, jobId, attempt, stream, from)).data;
       } catch (e) {
         throw this.explain(e);
       }
