@@ -103,10 +103,16 @@ export class Host {
     /** What a backend's error means for a user (LevelDB: damage and the way back), or null. */
     readonly explain: (e: unknown) => QueuectlError | null = () => null,
     readonly backend: Backend | null = null,
+    /**
+     * false: the host of a short command, which answers its own process's one call, never waits
+     * for a change and keeps no lease past its exit, so it does not follow the log (with
+     * PostgreSQL that would cost a LISTEN connection and a read of the head on every command).
+     */
+    follows = true,
   ) {
     this.engine = engine;
     // Any durable change may make a job runnable or finish one someone waits for.
-    engine.store.subscribe((events) => {
+    if (follows) engine.store.subscribe((events) => {
       for (const e of events) {
         const effect = leaseEffect(e);
         if (effect === 'start' && e.type === 'JobClaimed' && (!engine.store.leases || this.localWorkers.has(e.workerId))) this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });

@@ -10,18 +10,23 @@ import { parseDatabaseUrl, type UrlSource } from './url.ts';
  * cannot be reached), bring the queue's schema up to date, open the store. `meanwhile` runs
  * while the client loads and connects; its result comes back with the store.
  */
-export const openPostgresBackend = async <T>(url: string, meanwhile: () => Promise<T>, source: UrlSource = 'QUEUECTL_DATABASE_URL'): Promise<[Store, T]> => {
-  const target = parseDatabaseUrl(url, source);
+export const openPostgresBackend = async <T>(
+  url: string,
+  meanwhile: () => Promise<T>,
+  options: { source?: UrlSource; /** the pool's size (connect.ts's default when not given) */ connections?: number } = {},
+): Promise<[Store, T]> => {
+  const target = parseDatabaseUrl(url, options.source ?? 'QUEUECTL_DATABASE_URL');
   const [{ connect, databaseError }, { migrate }, { PgStore }, extra] = await Promise.all([
     import('./connect.ts'),
     import('./migrate.ts'),
     import('./store.ts'),
     meanwhile(),
   ]);
-  const sql = await connect(target);
+  const sql = await connect(target, { max: options.connections });
   try {
-    await migrate(sql, target.schema);
-    return [await PgStore.open(sql, { schema: target.schema, explain: (e) => databaseError(e, target) }), extra];
+    // sent together (pipelined: one round trip when up to date); the store's clock needs no schema
+    const [, store] = await Promise.all([migrate(sql, target.schema), PgStore.open(sql, { schema: target.schema, explain: (e) => databaseError(e, target) })]);
+    return [store, extra];
   } catch (e) {
     await sql.end({ timeout: 0 }).catch(() => {});
     throw databaseError(e, target);
