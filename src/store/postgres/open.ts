@@ -16,16 +16,19 @@ export const openPostgresBackend = async <T>(
   options: { source?: UrlSource; /** the pool's size (connect.ts's default when not given) */ connections?: number } = {},
 ): Promise<[Store, T]> => {
   const target = parseDatabaseUrl(url, options.source ?? 'QUEUECTL_DATABASE_URL');
-  const [{ connect, databaseError }, { migrate }, { PgStore }, extra] = await Promise.all([
+  const [{ connectWith, databaseError }, { migrate, schemaVersion }, { PgStore }, extra] = await Promise.all([
     import('./connect.ts'),
     import('./migrate.ts'),
     import('./store.ts'),
     meanwhile(),
   ]);
-  const sql = await connect(target, { max: options.connections });
+  // the schema's version and the store's clock (it needs no schema) prove the connection: one
+  // round trip once connected, and no other when the schema is up to date
+  const [sql, [found, store]] = await connectWith(target, { max: options.connections }, (sql) =>
+    Promise.all([schemaVersion(sql, target.schema), PgStore.open(sql, { schema: target.schema, explain: (e) => databaseError(e, target) })]),
+  );
   try {
-    // sent together (pipelined: one round trip when up to date); the store's clock needs no schema
-    const [, store] = await Promise.all([migrate(sql, target.schema), PgStore.open(sql, { schema: target.schema, explain: (e) => databaseError(e, target) })]);
+    await migrate(sql, target.schema, { found });
     return [store, extra];
   } catch (e) {
     await sql.end({ timeout: 0 }).catch(() => {});

@@ -314,7 +314,7 @@ export class PgStore implements Store {
   private constructor(
     readonly sql: Sql,
     private readonly options: PgStoreOptions,
-    /** the database's time minus ours, measured at open */
+    /** the database's time minus ours, measured at open (to within the network's one-way latency) */
     offset: number,
   ) {
     this.clock = options.clock ?? (() => Date.now() + offset);
@@ -322,9 +322,10 @@ export class PgStore implements Store {
 
   /** Open the store over a pool whose search_path is the (migrated) queue schema. */
   static async open(sql: Sql, options: PgStoreOptions): Promise<PgStore> {
-    const before = Date.now();
+    // judged at the answer, not halfway: the query may have waited for the connection to be
+    // made (it is sent with the first ones, openPostgresBackend); off by the way back at most
     const db = await databaseNow(sql);
-    return new PgStore(sql, options, db - Math.round((before + Date.now()) / 2));
+    return new PgStore(sql, options, db - Date.now());
   }
 
   private explain(e: unknown): unknown {
