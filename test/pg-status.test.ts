@@ -12,6 +12,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { CLI, cleanup, cli, json, MARK, newHome, ok, type Q, run, startWorker, stopWorkers, until } from './helpers/cli.ts';
 import { machine, queueUrl, withPgCli } from './helpers/pg-machines.ts';
+import { freshQueue } from './helpers/postgres.ts';
 
 const test = suite('pg-status');
 const pg = withPgCli(test, 'pg-status');
@@ -85,6 +86,29 @@ test("status lists every machine's workers with their host; another machine's wo
   };
   for (const q of [m1.q, m3.q]) await until(() => lost(q), 30_000, `the worker of ${n2} to be shown lost, the others alive with their jobs`, 200);
   assert.match(ok(await m1.q('status')), new RegExp(`\\n${n2} +1 +lost +2 +-`));
+});
+
+test('a short command over PostgreSQL takes one connection: a role limited to one runs status, show, enqueue and list', async () => {
+  const server = pg();
+  if (!server) return;
+  const queue = await freshQueue(server, 't_one');
+  const role = `q_one_${process.pid}`;
+  const sql = await queue.connect(1);
+  try {
+    // like a DBA's role for a queue: its tables, and no more than one session at a time
+    await sql.unsafe(`create role ${role} login password 'one-secret' connection limit 1`);
+    await sql.unsafe(`grant usage on schema ${queue.schema} to ${role}; grant all on all tables in schema ${queue.schema} to ${role}`);
+    const url = new URL(queue.url);
+    [url.username, url.password] = [role, 'one-secret'];
+    const q: Q = (...args) => run([...args, '--home', newHome('one'), '--database-url', url.href]);
+    assert.is(ok(await q('enqueue', 'true', '--id', 'one')), 'one\n');
+    assert.is(json(await q('status', '--json')).jobs.pending, 1);
+    assert.is(json(await q('show', 'one', '--json')).state, 'pending');
+    assert.match(ok(await q('list')), /\none +pending/);
+  } finally {
+    await sql.unsafe(`drop owned by ${role}; drop role if exists ${role}`).catch(() => {});
+    await queue.drop();
+  }
 });
 
 test("LevelDB: every worker is this machine's, named by its host name", async () => {
