@@ -14,13 +14,14 @@ import { benches as latency } from './latency.ts';
 import { type Bench, type Context, ensureBuilt, fmtMs, killChildren, makeTmp, now, removeDir, type Result } from './lib.ts';
 import { benches as memory } from './memory.ts';
 import { benches as peers } from './peers.ts';
+import { benches as pgCliLatency } from './pg-cli-latency.ts';
 import { benches as pgMulti } from './pg-multi.ts';
 import { benches as pgQueue } from './pg-queue.ts';
 import { benches as replay } from './replay.ts';
 import { benches as throughput } from './throughput.ts';
 
 /** In the order they run; each lists the rows it measures. */
-const BENCHES: Bench[] = [...enqueue, ...throughput, ...disk, ...latency, ...cliLatency, ...replay, ...memory, ...pgQueue, ...pgMulti, ...peers];
+const BENCHES: Bench[] = [...enqueue, ...throughput, ...disk, ...latency, ...cliLatency, ...replay, ...memory, ...pgQueue, ...pgMulti, ...pgCliLatency, ...peers];
 
 const USAGE = `usage: npm run bench -- [options]
 
@@ -36,7 +37,7 @@ const USAGE = `usage: npm run bench -- [options]
   --jobs <n>           rows 3, 10: jobs through worker start --count 4 (5000 / 100)
   --latency-jobs <n>   row 4: jobs timed one at a time (500 / 30)
   --events <n>         rows 5-7: events in the big data directory (1000000 / 30000)
-  --cli-reps <n>       rows 6-7: runs of each command (10 / 1)
+  --cli-reps <n>       rows 6-7, 14: runs of each command (10 / 1)
   --backlog <n>        row 8: pending jobs behind the measured ones (100000 / 2000)
   --backlog-jobs <n>   row 8: jobs timed (3000 / 100)
   --worker-jobs <n>    row 9: jobs the worker completes (10000 / 100; the issue's 1000000 takes ~40 min)
@@ -45,6 +46,7 @@ const USAGE = `usage: npm run bench -- [options]
   --pg-jobs <n>        row 11: no-op jobs through queuectl and graphile-worker on PostgreSQL (20000 / 500)
   --pg-true-jobs <n>   row 12: true jobs through three hosts on PostgreSQL and one on LevelDB (5000 / 100)
   --pg-latency-jobs <n> row 13: jobs timed one at a time over PostgreSQL (200 / 10)
+  --pg-events <n>      row 14: events in the big PostgreSQL queue (1000000 / 3000)
 `;
 
 const parseArgs = (argv: string[]): { flags: Record<string, string | boolean>; only: Set<string> | null } => {

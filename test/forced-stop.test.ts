@@ -133,7 +133,7 @@ test('status with no host running: a worker killed with SIGKILL (with its host) 
   assert.equal(lost.running, [], 'its job is not shown as running');
   assert.equal(lost.lost_jobs, ['lost3'], 'the job it held is named as lost with it');
   const table = ok(await q('status'));
-  assert.match(table, new RegExp(`^${w.pid}\\s+lost\\s+1\\s+-\\s`, 'm'), `the table shows the worker as lost, running nothing:\n${table}`);
+  assert.match(table, new RegExp(`^\\S+\\s+${w.pid}\\s+lost\\s+1\\s+-\\s`, 'm'), `the table shows the worker as lost, running nothing:\n${table}`);
   assert.match(table, /^Lost\s.*lost3/m, `a line names the job lost with it:\n${table}`);
   assert.is((await events(q)).length, before.length, 'status (a read) wrote nothing');
 

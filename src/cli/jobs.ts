@@ -217,8 +217,9 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   }
   process.stdout.write(`\n`);
   await printTable(
-    ['WORKER PID', 'STATE', 'SLOTS', 'RUNNING', 'DONE', 'SINCE'],
+    ['HOST', 'WORKER PID', 'STATE', 'SLOTS', 'RUNNING', 'DONE', 'SINCE'],
     view.workers.map((w) => [
+      w.host === null ? '-' : oneLine(w.host),
       w.pid,
       w.alive ? 'alive' : colors.red('lost'),
       w.slots,
@@ -230,7 +231,7 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   // Shown, not recorded: a read writes nothing; the next `worker start` records the loss.
   for (const w of lost) {
     const held = w.lost_jobs.length === 0 ? 'it ran nothing' : `its job${w.lost_jobs.length === 1 ? '' : 's'} ${oneLine(w.lost_jobs.join(' '), 200)} will end as "worker lost"`;
-    process.stdout.write(`${colors.bold('Lost')}     worker ${w.pid} is gone; ${held} when a worker next starts (\`queuectl worker start\`)\n`);
+    process.stdout.write(`${colors.bold('Lost')}     worker ${w.pid}${w.host === null ? '' : ` on ${oneLine(w.host)}`} is gone; ${held} when a worker next starts (\`queuectl worker start\`)\n`);
   }
 };
 

@@ -286,7 +286,8 @@ export class Queue {
         const [{ openPostgresBackend }, { databaseError, isUnavailable }] = await Promise.all([import('../store/postgres/open.ts'), import('../store/postgres/connect.ts')]);
         explain = (e) => (isUnavailable(e) ? databaseError(e, target) : null);
         try {
-          [store, local] = await openPostgresBackend(url, () => import('./local.ts'));
+          // a short command makes its queries one after another, or pipelined: one connection
+          [store, local] = await openPostgresBackend(url, () => import('./local.ts'), { connections: this.options.serve ? undefined : 1 });
         } catch (e) {
           throw databaseError(e, target);
         }
@@ -301,7 +302,7 @@ export class Queue {
     }
     const { Engine, Host, serve } = local;
     const engine = new Engine(store);
-    const host = new Host(engine, explain, backend);
+    const host = new Host(engine, explain, backend, this.options.serve);
     let stopServing: (() => Promise<void>) | null = null;
     try {
       if (this.options.serve) stopServing = await serve(host, home.socket);

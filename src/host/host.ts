@@ -10,6 +10,7 @@ import { isJobState } from '../engine/engine.ts';
 import { QueuectlError, isQueuectlError } from '../errors.ts';
 import type { AttemptOutput, StoredEvent } from '../events.ts';
 import { JOB_STATES } from '../domain/types.ts';
+import { hostname } from 'node:os';
 import { isAlive, killAttempt, runTag } from './pids.ts';
 
 export interface RunningAttempt { jobId: string; attempt: number }
@@ -29,11 +30,13 @@ export interface StatusView {
   backend: Backend | null;
   jobs: Record<JobState, number>;
   /**
-   * `alive`: false when the worker's process is gone (this host checks the pid; its loss is
-   * recorded by the next worker start's lease manager, not by a read). A lost worker runs
-   * nothing: the jobs it held are in `lost_jobs`, not in `running`.
+   * `host`: the machine the worker runs on (null: a worker of a shared store that never
+   * registered its heartbeat). `alive`: false when the worker's process is gone; a worker of
+   * this machine is judged by its pid, one of another machine (a shared store) by its heartbeat,
+   * which has run out by the database's clock. Its loss is recorded by a host's lease manager,
+   * not by a read. A lost worker runs nothing: the jobs it held are in `lost_jobs`, not in `running`.
    */
-  workers: { id: string; pid: number; slots: number; running: string[]; since: string; processed: number; alive: boolean; lost_jobs: string[] }[];
+  workers: { id: string; host: string | null; pid: number; slots: number; running: string[]; since: string; processed: number; alive: boolean; lost_jobs: string[] }[];
   oldest_pending: { id: string; age_seconds: number } | null;
   runs: { total: number; succeeded: number; failed: number; average_seconds: number | null; max_seconds: number | null };
 }
@@ -107,10 +110,16 @@ export class Host {
     /** What a backend's error means for a user (LevelDB: damage and the way back), or null. */
     readonly explain: (e: unknown) => QueuectlError | null = () => null,
     readonly backend: Backend | null = null,
+    /**
+     * false: the host of a short command, which answers its own process's one call, never waits
+     * for a change and keeps no lease past its exit, so it does not follow the log (with
+     * PostgreSQL that would cost a LISTEN connection and a read of the head on every command).
+     */
+    follows = true,
   ) {
     this.engine = engine;
     // Any durable change may make a job runnable or finish one someone waits for.
-    engine.store.subscribe((events) => {
+    if (follows) engine.store.subscribe((events) => {
       for (const e of events) {
         const effect = leaseEffect(e);
         if (effect === 'start' && e.type === 'JobClaimed' && (!engine.store.leases || this.localWorkers.has(e.workerId))) this.leases.set(e.jobId, { workerId: e.workerId, attempt: e.attempt, deadline: e.leaseUntil, claimedAt: e.at });
@@ -276,6 +285,8 @@ export class Host {
       const reported = new Set(p.running.map((r) => r.jobId));
       const shared = this.engine.store.leases;
       if (shared) this.localWorkers.add(p.workerId);
+      // where every machine judges whether this worker is alive
+      await this.engine.store.workerBeats?.renew(p.workerId, config.lease_seconds * 1000);
       for (const r of p.running) {
         const lease = this.leases.get(r.jobId);
         const same = lease !== undefined && lease.attempt === r.attempt && lease.workerId === p.workerId;
@@ -310,6 +321,9 @@ export class Host {
     // must not turn a call into another command.
     workerStart: async (p: { workerId: string; pid: number; slots: number }): Promise<void> => {
       this.localWorkers.add(p.workerId);
+      // its heartbeat before its start, so no machine lists it without knowing where it runs
+      const beats = this.engine.store.workerBeats;
+      if (beats) await beats.register({ workerId: p.workerId, hostname: hostname(), pid: p.pid, slots: p.slots }, (await this.engine.getConfig()).lease_seconds * 1000);
       await this.engine.execute({ type: 'workerStart', workerId: p.workerId, pid: p.pid, slots: p.slots });
     },
 
@@ -337,15 +351,23 @@ export class Host {
     config: (): Promise<Config> => this.engine.getConfig(),
 
     status: async (): Promise<StatusView> => {
-      const [counts, workers, oldest] = await Promise.all([this.engine.counts(), this.engine.workers(), this.engine.oldest('pending')]);
+      const [counts, workers, oldest, beats] = await Promise.all([
+        this.engine.counts(),
+        this.engine.workers(),
+        this.engine.oldest('pending'),
+        this.engine.store.workerBeats?.beats() ?? null,
+      ]);
       const now = this.engine.clock();
       const ended = counts.succeededRuns + counts.failedRuns;
+      const here = hostname();
       return {
         backend: this.backend,
         jobs: counts.jobs,
         workers: workers.map((w) => {
-          const alive = isAlive(w.pid);
-          return { id: w.id, pid: w.pid, slots: w.slots, running: alive ? w.running : [], since: new Date(w.startedAt).toISOString(), processed: w.processed, alive, lost_jobs: alive ? [] : w.running };
+          const beat = beats ? beats.get(w.id) : { hostname: here, live: true };
+          const host = beat?.hostname ?? null;
+          const alive = host === here ? isAlive(w.pid) : beat?.live === true;
+          return { id: w.id, host, pid: w.pid, slots: w.slots, running: alive ? w.running : [], since: new Date(w.startedAt).toISOString(), processed: w.processed, alive, lost_jobs: alive ? [] : w.running };
         }),
         oldest_pending: oldest ? { id: oldest.id, age_seconds: Math.max(0, Math.round((now - oldest.createdAt) / 1000)) } : null,
         runs: {

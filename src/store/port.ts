@@ -122,6 +122,30 @@ export interface SharedLeases {
   expiredLeases(graceMs: number, limit?: number): Promise<HeldLease[]>;
 }
 
+/** A worker as its machine's host registers it where every host sees it. */
+export interface WorkerBeat {
+  workerId: string;
+  /** The machine it runs on (its host's os.hostname(): a worker reaches only its own machine's host). */
+  hostname: string;
+  pid: number;
+  slots: number;
+}
+
+/**
+ * Workers' heartbeats kept where every host sees them, judged by the store's clock (PostgreSQL:
+ * worker_heartbeats and now()), so `status` on any machine can tell which machine each worker
+ * runs on and whether another machine's worker is still alive (its pid means nothing here).
+ * LevelDB has none: every worker is on the host's machine, judged by its pid.
+ */
+export interface SharedWorkers {
+  /** Register a worker (again: its row replaced) until `ms` from now. */
+  register(worker: WorkerBeat, ms: number): Promise<void>;
+  /** Extend a registered worker's heartbeat to `ms` from now (false: it has no row). */
+  renew(workerId: string, ms: number): Promise<boolean>;
+  /** Every registered worker: its machine and whether its heartbeat has not run out. */
+  beats(): Promise<Map<string, { hostname: string; live: boolean }>>;
+}
+
 /**
  * Job output kept where every host reads it (PostgreSQL). LevelDB has none: output stays in
  * files under the data directory, which its one host shares with its workers.
@@ -154,6 +178,8 @@ export interface Store extends EventLog, Scheduler, ReadModel, Maintenance {
   readonly leases?: SharedLeases;
   /** Present when several hosts share the store (see SharedOutput). */
   readonly output?: SharedOutput;
+  /** Present when several hosts share the store (see SharedWorkers). */
+  readonly workerBeats?: SharedWorkers;
   /** Wait for what is being written, then release the backend. */
   close(options?: CloseOptions): Promise<void>;
 }

@@ -89,7 +89,15 @@ export const clientOptions = (target: DatabaseTarget, options: ConnectOptions = 
  * Connect, and prove it with one round trip, so that an unreachable server is reported here
  * (within connect_timeout) and not by the first real query.
  */
-export const connect = async (target: DatabaseTarget, options: ConnectOptions = {}): Promise<Sql> => {
+export const connect = async (target: DatabaseTarget, options: ConnectOptions = {}): Promise<Sql> =>
+  (await connectWith(target, options, (sql) => sql`select 1`))[0];
+
+/**
+ * Connect, and prove it with `first`: the caller's first queries (sent together, pipelined on
+ * the new connection: the same round trip as a `select 1`), whose answers come back with the
+ * pool. `first` is bounded by the connect timeout: it must be a few quick reads.
+ */
+export const connectWith = async <T>(target: DatabaseTarget, options: ConnectOptions, first: (sql: Sql) => Promise<T>): Promise<[Sql, T]> => {
   const { default: postgres } = await import('postgres');
   const sql = postgres(clientOptions(target, options));
   // The driver's connect_timeout alone does not end a connection to an address that never
@@ -99,8 +107,7 @@ export const connect = async (target: DatabaseTarget, options: ConnectOptions = 
     timer = setTimeout(() => reject(Object.assign(new Error('connect timeout'), { code: 'CONNECT_TIMEOUT' })), target.connectTimeout * 1000 + 250);
   });
   try {
-    await Promise.race([sql`select 1`, deadline]);
-    return sql;
+    return [sql, await Promise.race([first(sql), deadline])];
   } catch (e) {
     await sql.end({ timeout: 0 }).catch(() => {});
     throw databaseError(e, target);

@@ -22,6 +22,8 @@ export interface MigrateResult {
 export interface MigrateOptions {
   /** write nothing: only say what would run (`queuectl db migrate --dry-run`) */
   dryRun?: boolean;
+  /** the schema version the caller has just read (schemaVersion), so it is not read again */
+  found?: number;
 }
 
 const quoted = (schema: string): string => `"${schema}"`; // url.ts lets only [a-z0-9_] through
@@ -61,7 +63,7 @@ const script = (schema: string, pending: readonly Migration[]): string =>
 
 /** Bring the schema to the latest version (or, with dryRun, say what that would run). */
 export const migrate = async (sql: Sql, schema: string, options: MigrateOptions = {}): Promise<MigrateResult> => {
-  const found = await schemaVersion(sql, schema);
+  const found = options.found ?? (await schemaVersion(sql, schema));
   if (found > LATEST_VERSION) throw tooNew(found);
   if (found === LATEST_VERSION) return { from: found, to: found, sql: '' };
   if (options.dryRun) return { from: found, to: LATEST_VERSION, sql: script(schema, MIGRATIONS.filter((m) => m.version > found)) };

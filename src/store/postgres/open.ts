@@ -10,18 +10,26 @@ import { parseDatabaseUrl, type UrlSource } from './url.ts';
  * cannot be reached), bring the queue's schema up to date, open the store. `meanwhile` runs
  * while the client loads and connects; its result comes back with the store.
  */
-export const openPostgresBackend = async <T>(url: string, meanwhile: () => Promise<T>, source: UrlSource = 'QUEUECTL_DATABASE_URL'): Promise<[Store, T]> => {
-  const target = parseDatabaseUrl(url, source);
-  const [{ connect, databaseError }, { migrate }, { PgStore }, extra] = await Promise.all([
+export const openPostgresBackend = async <T>(
+  url: string,
+  meanwhile: () => Promise<T>,
+  options: { source?: UrlSource; /** the pool's size (connect.ts's default when not given) */ connections?: number } = {},
+): Promise<[Store, T]> => {
+  const target = parseDatabaseUrl(url, options.source ?? 'QUEUECTL_DATABASE_URL');
+  const [{ connectWith, databaseError }, { migrate, schemaVersion }, { PgStore }, extra] = await Promise.all([
     import('./connect.ts'),
     import('./migrate.ts'),
     import('./store.ts'),
     meanwhile(),
   ]);
-  const sql = await connect(target);
+  // the schema's version and the store's clock (it needs no schema) prove the connection: one
+  // round trip once connected, and no other when the schema is up to date
+  const [sql, [found, store]] = await connectWith(target, { max: options.connections }, (sql) =>
+    Promise.all([schemaVersion(sql, target.schema), PgStore.open(sql, { schema: target.schema, explain: (e) => databaseError(e, target) })]),
+  );
   try {
-    await migrate(sql, target.schema);
-    return [await PgStore.open(sql, { schema: target.schema, explain: (e) => databaseError(e, target) }), extra];
+    await migrate(sql, target.schema, { found });
+    return [store, extra];
   } catch (e) {
     await sql.end({ timeout: 0 }).catch(() => {});
     throw databaseError(e, target);

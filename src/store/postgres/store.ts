@@ -33,9 +33,10 @@ import { parseRunnableKey, runnableKeyOf } from '../../../projections/runnable.t
 import { type Counts, emptyCounts, orderKey, stateKey } from '../../../projections/states.ts';
 import type { WorkerView } from '../../../projections/workers.ts';
 import { DELETED, fold, type KeySpace, keysRead, type Target } from '../fold.ts';
-import type { CloseOptions, Committed, Decider, SharedLeases, SharedOutput, Store } from '../port.ts';
+import type { CloseOptions, Committed, Decider, SharedLeases, SharedOutput, SharedWorkers, Store } from '../port.ts';
 import { databaseNow, lockDueJobs, nextDueAt, renewLease } from './claim.ts';
 import { appendOutput, readOutput } from './output.ts';
+import { beatWorker, renewWorker, workerBeats } from './workers.ts';
 import { isUnavailable, type Queryable, type Sql, type TransactionSql } from './connect.ts';
 import { appendAt, type Follower, follow, lockHead, logHead, positioned, readEvents, readEventsPage, readStream } from './log.ts';
 
@@ -226,6 +227,9 @@ class PgSpace implements KeySpace {
         delete from projection_kv where (projection, key) in
           (select * from unnest(${kvGone.map((r) => r.projection)}::text[], ${kvGone.map((r) => r.key)}::text[]))`);
     }
+    // a stopped worker's heartbeat goes with it (whichever machine recorded the stop)
+    const stopped = kvGone.filter((r) => r.projection === 'workers').map((r) => r.key);
+    if (stopped.length > 0) writes.push(tx`delete from worker_heartbeats where worker_id = any(${stopped})`);
     if (kvPut.length > 0) {
       writes.push(tx`
         insert into projection_kv (projection, key, value)
@@ -310,7 +314,7 @@ export class PgStore implements Store {
   private constructor(
     readonly sql: Sql,
     private readonly options: PgStoreOptions,
-    /** the database's time minus ours, measured at open */
+    /** the database's time minus ours, measured at open (to within the network's one-way latency) */
     offset: number,
   ) {
     this.clock = options.clock ?? (() => Date.now() + offset);
@@ -318,9 +322,10 @@ export class PgStore implements Store {
 
   /** Open the store over a pool whose search_path is the (migrated) queue schema. */
   static async open(sql: Sql, options: PgStoreOptions): Promise<PgStore> {
-    const before = Date.now();
+    // judged at the answer, not halfway: the query may have waited for the connection to be
+    // made (it is sent with the first ones, openPostgresBackend); off by the way back at most
     const db = await databaseNow(sql);
-    return new PgStore(sql, options, db - Math.round((before + Date.now()) / 2));
+    return new PgStore(sql, options, db - Date.now());
   }
 
   private explain(e: unknown): unknown {
@@ -711,6 +716,13 @@ export class PgStore implements Store {
         throw this.explain(e);
       }
     },
+  };
+
+  /** Workers' heartbeats in the database, judged by its clock, so `status` on any machine knows another machine's workers. */
+  readonly workerBeats: SharedWorkers = {
+    register: (worker, ms) => this.reading(() => beatWorker(this.sql, worker, ms)),
+    renew: (workerId, ms) => this.reading(() => renewWorker(this.sql, workerId, ms)),
+    beats: () => this.reading(() => workerBeats(this.sql)),
   };
 
   /** Job output in the database, so `logs` on any machine shows an attempt run on another. */

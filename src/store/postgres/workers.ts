@@ -1,14 +1,10 @@
 // Which workers are alive, on every machine: each host renews its workers' heartbeat rows,
 // and the database's clock (now()) says which have run out, so `status` on any machine lists
 // the same workers and a dead machine's workers are found by the others.
+import type { WorkerBeat } from '../port.ts';
 import type { Queryable, TransactionSql } from './connect.ts';
 
-export interface WorkerBeat {
-  workerId: string;
-  hostname: string;
-  pid: number;
-  slots: number;
-}
+export type { WorkerBeat };
 
 export interface LiveWorker extends WorkerBeat {
   startedAt: number;
@@ -22,6 +18,14 @@ export const beatWorker = async (sql: Queryable, worker: WorkerBeat, ttlMs: numb
     values (${worker.workerId}, ${worker.hostname}, ${worker.pid}, ${worker.slots}, now() + ${ttlMs}::float8 * interval '1 millisecond')
     on conflict (worker_id) do update set hostname = excluded.hostname, pid = excluded.pid, slots = excluded.slots, expires_at = excluded.expires_at`;
 };
+
+/** Extend a worker's heartbeat to `ttlMs` after the database's now; false when it has no row. */
+export const renewWorker = async (sql: Queryable, workerId: string, ttlMs: number): Promise<boolean> =>
+  (await sql`update worker_heartbeats set expires_at = now() + ${ttlMs}::float8 * interval '1 millisecond' where worker_id = ${workerId}`).count === 1;
+
+/** Every worker's machine, and whether its heartbeat is still current by the database's clock. */
+export const workerBeats = async (sql: Queryable): Promise<Map<string, { hostname: string; live: boolean }>> =>
+  new Map((await sql<{ worker_id: string; hostname: string; live: boolean }[]>`select worker_id, hostname, expires_at > now() as live from worker_heartbeats`).map((r) => [r.worker_id, { hostname: r.hostname, live: r.live }]));
 
 const ms = (column: string) => `(extract(epoch from ${column}) * 1000)::float8`;
 
