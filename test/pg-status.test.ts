@@ -27,14 +27,18 @@ test.after(() => cleanup());
 interface StatusWorker { id: string; host: string | null; pid: number; slots: number; running: string[]; alive: boolean; lost_jobs: string[] }
 const workersOf = async (q: Q): Promise<StatusWorker[]> => json<{ workers: StatusWorker[] }>(await q('status', '--json')).workers;
 
-/** A machine of its own (host name `name`): `worker start --count <slots>` in new UTS and PID namespaces, with a --home of its own. */
-const otherMachine = (name: string, url: string, slots: number): { home: string; q: Q; child: ChildProcess } => {
+/**
+ * A machine of its own (host name `name`): `worker start --count <slots>` in new UTS and PID
+ * namespaces, with a --home of its own. With `pids: 'shared'`, only the host name is its own:
+ * its worker's pid is a live pid of this machine too.
+ */
+const otherMachine = (name: string, url: string, slots: number, pids: 'own' | 'shared' = 'own'): { home: string; q: Q; child: ChildProcess } => {
   const home = newHome(name);
   const env: NodeJS.ProcessEnv = { ...process.env, NO_COLOR: '1' };
   delete env.QUEUECTL_HOME;
   const child = spawn(
     'unshare',
-    ['--uts', '--pid', '--fork', '--kill-child', '--mount-proc', 'sh', '-c', 'hostname "$0" && exec "$@"', name, process.execPath, CLI, 'worker', 'start', '--count', String(slots), '--home', home, '--database-url', url],
+    [...(pids === 'own' ? ['--uts', '--pid', '--fork', '--kill-child', '--mount-proc'] : ['--uts']), 'sh', '-c', 'hostname "$0" && exec "$@"', name, process.execPath, CLI, 'worker', 'start', '--count', String(slots), '--home', home, '--database-url', url],
     { env, stdio: 'ignore' },
   );
   others.push(child);
@@ -48,6 +52,21 @@ const canMakeMachines = (): boolean => {
   console.log('  pg-status: skipped (needs root for unshare)');
   return false;
 };
+
+test("worker stop stops this machine's workers only: another machine's worker whose pid is alive here is not signalled", async () => {
+  const server = pg();
+  if (!server || !canMakeMachines()) return;
+  const url = queueUrl(server, 't_stop');
+  const m1 = machine('m1', url);
+  const w1 = await m1.startWorker(1);
+  const other = otherMachine(`qs2-${process.pid}`, url, 1, 'shared');
+  await until(async () => (await workersOf(m1.q)).length === 2, 30_000, 'the other machine to register', 200);
+  const stopped = json<{ stopped: number[] }>(await m1.q('worker', 'stop', '--json'));
+  assert.equal(stopped.stopped, [w1.pid], 'only the worker of this machine');
+  assert.ok(other.child.exitCode === null && other.child.signalCode === null, "the other machine's worker is still running");
+  const left = await workersOf(m1.q);
+  assert.equal(left.map((w) => [w.host, w.alive]), [[`qs2-${process.pid}`, true]]);
+});
 
 test("status lists every machine's workers with their host; another machine's worker is lost once its heartbeat runs out", async () => {
   const server = pg();

@@ -1,5 +1,6 @@
 // worker start | stop.
 import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
+import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
@@ -151,7 +152,10 @@ const isWorkerProcess = (pid: number): boolean => {
 
 const stop = async (o: WorkerOptions): Promise<void> => {
   const status = await withQueue(o, (q) => q.call('status', {}));
-  const pids = [...new Set(status.workers.map((w) => w.pid))].filter((pid) => pid !== process.pid && isAlive(pid) && isWorkerProcess(pid));
+  // Over PostgreSQL the list holds every machine's workers; another machine's pid may be a live
+  // process here (even another queue's worker): only this machine's are ours to signal.
+  const here = hostname();
+  const pids = [...new Set(status.workers.filter((w) => w.host === here).map((w) => w.pid))].filter((pid) => pid !== process.pid && isAlive(pid) && isWorkerProcess(pid));
   for (const pid of pids) process.kill(pid, 'SIGTERM');
   if (o.force) {
     await new Promise((r) => setTimeout(r, 200));
