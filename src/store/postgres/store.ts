@@ -161,7 +161,7 @@ class PgSpace implements KeySpace {
   async flush(jobs: ReadonlyMap<string, JobView | undefined>, leases: boolean): Promise<void> {
     const tx = this.tx;
     const views = [...jobs.values()].filter((j): j is JobView => j !== undefined);
-    const runnableGone: number[] = [];
+    const runnableGone: { priority: number; dueAt: number; pos: number }[] = [];
     const runnable: { job_id: string; priority: number; due_at: number; enqueued_pos: number }[] = [];
     const kvPut: { projection: string; key: string; value: unknown }[] = [];
     const kvGone: { projection: string; key: string }[] = [];
@@ -170,7 +170,7 @@ class PgSpace implements KeySpace {
       const [projection, key] = split(full);
       if (projection === 'runnable') {
         const { priority, dueAt, pos } = parseRunnableKey(key);
-        if (value === DELETED) runnableGone.push(pos);
+        if (value === DELETED) runnableGone.push({ priority, dueAt, pos });
         else runnable.push({ job_id: value as string, priority, due_at: dueAt, enqueued_pos: pos });
       } else if (full === 'states/counts' && value !== DELETED) {
         const c = value as Counts;
@@ -214,7 +214,13 @@ class PgSpace implements KeySpace {
     // a job's old key goes before its new one is put (both name the job by its enqueue
     // position); the statements of a transaction run in the order they are sent, so the two
     // are sent together without waiting
-    if (runnableGone.length > 0) writes.push(tx`delete from runnable where enqueued_pos = any(${runnableGone})`);
+    // by the whole key, which is runnable_order's: through the index (by enqueued_pos alone,
+    // the delete scanned the runnable set, every job's claim costing more the longer the queue)
+    if (runnableGone.length > 0) {
+      writes.push(tx`
+        delete from runnable where (priority, due_at, enqueued_pos) in
+          (select * from unnest(${runnableGone.map((r) => r.priority)}::integer[], ${runnableGone.map((r) => r.dueAt)}::bigint[], ${runnableGone.map((r) => r.pos)}::bigint[]))`);
+    }
     if (runnable.length > 0) {
       writes.push(tx`
         insert into runnable (job_id, priority, due_at, enqueued_pos)

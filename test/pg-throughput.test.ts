@@ -1,0 +1,94 @@
+// What a claim and a report cost over PostgreSQL (bench row 11): statements counted on the
+// client (the driver's debug hook), scans counted by the server (pg_stat_user_tables), so a
+// change that adds a round trip or a scan per job fails here, not only in the benchmark.
+import postgres from 'postgres';
+import { suite } from 'uvu';
+import * as assert from 'uvu/assert';
+import type { JobSpec } from '../src/domain/job-spec.ts';
+import { Engine } from '../src/engine/engine.ts';
+import { Host } from '../src/host/host.ts';
+import { clientOptions, type Sql } from '../src/store/postgres/connect.ts';
+import { PgStore } from '../src/store/postgres/store.ts';
+import { parseDatabaseUrl } from '../src/store/postgres/url.ts';
+import { freshQueue, withPostgres } from './helpers/postgres.ts';
+
+const test = suite('pg-throughput');
+const pg = withPostgres(test, 'pg-throughput', { fsync: false });
+
+const spec = (id: string): JobSpec => ({ id, command: 'true', cwd: '/tmp', priority: 0, maxRetries: 0, runAt: null, timeoutMs: null });
+const SUCCESS = { durationMs: 0, exitCode: 0, signal: null, timedOut: false, error: null, output: null };
+
+/** A host over a PgStore whose pool records every statement it sends. */
+const countedHost = async (url: string, schema: string, max = 4) => {
+  const statements: string[] = [];
+  const sql = postgres({ ...clientOptions(parseDatabaseUrl(url, '--database-url'), { max }), debug: (_c, query) => statements.push(query.replace(/\s+/g, ' ').trim()) }) as unknown as Sql;
+  const store = await PgStore.open(sql, { schema });
+  const host = new Host(new Engine(store));
+  return { host, store, statements };
+};
+
+test('a claim reads the config once, in its transaction (no second read for the output limit)', async () => {
+  const server = pg();
+  if (!server) return;
+  const q = await freshQueue(server, 't_claim_config');
+  const { host, store, statements } = await countedHost(q.url, q.schema);
+  try {
+    await host.api.enqueue({ jobs: Array.from({ length: 8 }, (_, i) => spec(`j${i}`)) });
+    await host.api.workerStart({ workerId: 'w', pid: process.pid, slots: 1 });
+    statements.length = 0;
+    let claim = await host.api.claim({ workerId: 'w', waitMs: 0 });
+    let claims = 0;
+    while (claim) {
+      claims++;
+      assert.is(claim.outputLimit, 1024 * 1024, 'the output limit comes with the claim');
+      claim = (await host.api.report({ jobId: claim.job.id, workerId: 'w', attempt: claim.attempt, result: SUCCESS, claim: true })).claim ?? null;
+    }
+    assert.is(claims, 8);
+    const configReads = statements.filter((s) => s.includes("from projection_kv where projection = 'config'")).length;
+    const transactions = statements.filter((s) => /^begin/i.test(s)).length;
+    assert.is(configReads, transactions, `one config read per transaction (${configReads} reads, ${transactions} transactions)`);
+  } finally {
+    host.stop();
+    await store.close();
+    await q.drop();
+  }
+});
+
+test('a claim and a report find their runnable rows through the index: the pages they read do not grow with the queue', async () => {
+  const server = pg();
+  if (!server) return;
+  const q = await freshQueue(server, 't_runnable_scan');
+  // one connection, so the counters this test reads are its own session's, flushed on demand
+  const { host, store } = await countedHost(q.url, q.schema, 1);
+  const queued = 10_000;
+  const rounds = 20;
+  try {
+    // autovacuum's reads of the table would count too: it is off here
+    await store.sql`alter table runnable set (autovacuum_enabled = false)`;
+    for (let i = 0; i < queued; i += 1000) await host.api.enqueue({ jobs: Array.from({ length: 1000 }, (_, j) => spec(`j${i + j}`)) });
+    await host.api.workerStart({ workerId: 'w', pid: process.pid, slots: 1 });
+    // pages of runnable and its indexes read so far, as the session's counters say once flushed
+    const read = async () => {
+      await store.sql`select pg_stat_force_next_flush()`;
+      const [row] = await store.sql<{ n: string }[]>`
+        select coalesce(heap_blks_hit, 0) + coalesce(heap_blks_read, 0) + coalesce(idx_blks_hit, 0) + coalesce(idx_blks_read, 0) as n
+        from pg_statio_user_tables where relid = 'runnable'::regclass`;
+      return Number(row!.n);
+    };
+    const before = await read();
+    let claim = await host.api.claim({ workerId: 'w', waitMs: 0 });
+    for (let i = 0; i < rounds && claim; i++) {
+      claim = (await host.api.report({ jobId: claim.job.id, workerId: 'w', attempt: claim.attempt, result: SUCCESS, claim: true })).claim ?? null;
+    }
+    const blocks = (await read()) - before;
+    // scanning the runnable set reads every page of its index (the old delete by enqueued_pos)
+    const [{ pages }] = (await store.sql<{ pages: string }[]>`select pg_relation_size('runnable_order') / 8192 as pages`) as [{ pages: string }];
+    assert.ok(blocks < (rounds * Number(pages)) / 2, `${rounds} claims and reports read ${blocks} pages of runnable and its indexes (the index alone has ${pages}), with ${queued} jobs queued`);
+  } finally {
+    host.stop();
+    await store.close();
+    await q.drop();
+  }
+});
+
+test.run();
