@@ -82,8 +82,8 @@ test('a claim and a report find their runnable rows through the index: the pages
     }
     const blocks = (await read()) - before;
     // scanning the runnable set reads every page of its index (the old delete by enqueued_pos)
-    const [{ pages }] = (await store.sql<{ pages: string }[]>`select pg_relation_size('runnable_order') / 8192 as pages`) as [{ pages: string }];
-    assert.ok(blocks < (rounds * Number(pages)) / 2, `${rounds} claims and reports read ${blocks} pages of runnable and its indexes (the index alone has ${pages}), with ${queued} jobs queued`);
+    const pages = Number((await store.sql<{ pages: string }[]>`select pg_relation_size('runnable_order') / 8192 as pages`)[0]!.pages);
+    assert.ok(blocks < (rounds * pages) / 2, `${rounds} claims and reports read ${blocks} pages of runnable and its indexes (the index alone has ${pages}), with ${queued} jobs queued`);
   } finally {
     host.stop();
     await store.close();
