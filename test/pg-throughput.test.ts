@@ -18,13 +18,34 @@ const pg = withPostgres(test, 'pg-throughput', { fsync: false });
 const spec = (id: string): JobSpec => ({ id, command: 'true', cwd: '/tmp', priority: 0, maxRetries: 0, runAt: null, timeoutMs: null });
 const SUCCESS = { durationMs: 0, exitCode: 0, signal: null, timedOut: false, error: null, output: null };
 
-/** A host over a PgStore whose pool records every statement it sends. */
+/** A host over a PgStore whose pool records every statement it sends (and on which connection). */
 const countedHost = async (url: string, schema: string, max = 4) => {
   const statements: string[] = [];
-  const sql = postgres({ ...clientOptions(parseDatabaseUrl(url, '--database-url'), { max }), debug: (_c, query) => statements.push(query.replace(/\s+/g, ' ').trim()) }) as unknown as Sql;
+  const sent: { connection: number; text: string }[] = [];
+  const debug = (connection: number, query: string) => {
+    const text = query.replace(/\s+/g, ' ').trim();
+    statements.push(text);
+    sent.push({ connection, text });
+  };
+  const sql = postgres({ ...clientOptions(parseDatabaseUrl(url, '--database-url'), { max }), debug }) as unknown as Sql;
   const store = await PgStore.open(sql, { schema });
   const host = new Host(new Engine(store));
-  return { host, store, statements };
+  return { host, store, statements, sent };
+};
+
+/** The statements of each transaction, in the order sent, from `begin` to `commit`. */
+const transactions = (sent: readonly { connection: number; text: string }[]): string[][] => {
+  const open = new Map<number, string[]>();
+  const done: string[][] = [];
+  for (const { connection, text } of sent) {
+    if (/^begin/i.test(text)) open.set(connection, []);
+    else if (/^(commit|rollback)$/i.test(text)) {
+      const tx = open.get(connection);
+      if (tx) done.push(tx);
+      open.delete(connection);
+    } else open.get(connection)?.push(text);
+  }
+  return done;
 };
 
 test('a claim reads the config once, in its transaction (no second read for the output limit)', async () => {
@@ -84,6 +105,40 @@ test('a claim and a report find their runnable rows through the index: the pages
     // scanning the runnable set reads every page of its index (the old delete by enqueued_pos)
     const pages = Number((await store.sql<{ pages: string }[]>`select pg_relation_size('runnable_order') / 8192 as pages`)[0]!.pages);
     assert.ok(blocks < (rounds * pages) / 2, `${rounds} claims and reports read ${blocks} pages of runnable and its indexes (the index alone has ${pages}), with ${queued} jobs queued`);
+  } finally {
+    host.stop();
+    await store.close();
+    await q.drop();
+  }
+});
+
+test('a batch locks the log head with its first statements and the kv rows (worker rows) only after it, guessed from the last batch: no round trip of their own', async () => {
+  const server = pg();
+  if (!server) return;
+  const q = await freshQueue(server, 't_batch_shape');
+  const { host, store, sent } = await countedHost(q.url, q.schema);
+  try {
+    await host.api.enqueue({ jobs: Array.from({ length: 8 }, (_, i) => spec(`j${i}`)) });
+    await host.api.workerStart({ workerId: 'w', pid: process.pid, slots: 1 });
+    sent.length = 0;
+    let claim = await host.api.claim({ workerId: 'w', waitMs: 0 });
+    while (claim) claim = (await host.api.report({ jobId: claim.job.id, workerId: 'w', attempt: claim.attempt, result: SUCCESS, claim: true })).claim ?? null;
+    const batches = transactions(sent).filter((tx) => tx.some((t) => t.includes('insert into events')));
+    assert.ok(batches.length >= 8, `${batches.length} appending transactions`);
+    for (const tx of batches) {
+      const head = tx.findIndex((t) => t.includes('from log_head for update'));
+      const kv = tx.map((t, i) => [t, i] as const).filter(([t]) => t.startsWith('select projection, key, value from projection_kv')).map(([, i]) => i);
+      assert.ok(head >= 0, 'the head is locked');
+      assert.ok(kv.every((i) => i > head), `projection_kv rows are locked only under the head:\n${tx.join('\n')}`);
+    }
+    // from the second batch on, the worker's row was guessed: locked right after the head, and
+    // nothing is read between the decisions and the appends
+    for (const tx of batches.slice(1)) {
+      const head = tx.findIndex((t) => t.includes('from log_head for update'));
+      assert.ok(tx[head + 1]?.startsWith('select projection, key, value from projection_kv'), `the worker row comes with the head:\n${tx.join('\n')}`);
+      assert.is(tx.slice(head + 2).filter((t) => t.startsWith('select')).length, 0, `no read after the first round trip:\n${tx.join('\n')}`);
+    }
+    assert.equal((await store.verify()).differences, []);
   } finally {
     host.stop();
     await store.close();

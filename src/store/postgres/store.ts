@@ -67,6 +67,20 @@ const RUN_COUNTERS = ['runs', 'succeededRuns', 'failedRuns', 'totalRunMs', 'maxR
 const MAX_BATCH = 64;
 /** One: measured with 8 slots, two or three at once made smaller batches that waited on the head. */
 const MAX_IN_FLIGHT = 1;
+/** projection_kv keys guessed for a batch's first round trip, at most. */
+const MAX_KV_GUESS = 32;
+
+/** A transaction body's answer with writes still under way (see PgStore.inTransaction). */
+class Unsettled<T> {
+  readonly written: Promise<unknown>;
+  constructor(
+    readonly value: T,
+    written: Promise<unknown>,
+  ) {
+    this.written = written;
+    written.catch(() => {}); // awaited once the commit has answered; never unhandled meanwhile
+  }
+}
 
 /** An op's answer when it failed: its error. */
 class Failure {
@@ -94,6 +108,31 @@ const countsOf = (rows: readonly { state: string; jobs: string }[]): Counts | un
 };
 
 /**
+ * Lock and read job rows, in id order. (A function, like every statement of a round trip: the
+ * driver sends a query when something first waits on it, so a bare query in a Promise.all array
+ * would go out after the calls listed behind it, and take its locks after theirs.)
+ */
+const lockJobs = async (tx: TransactionSql, ids: readonly string[]): Promise<{ id: string; view: JobView }[]> =>
+  ids.length === 0 ? [] : await tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${ids as string[]}) order by id for update`;
+
+/**
+ * Lock and read projection_kv rows (`projection/key`), in key order; a key with no row maps to
+ * undefined. Only a transaction that holds the log's head takes these locks (see decideAndAppend),
+ * so none ever waits for them.
+ */
+const lockKv = async (tx: TransactionSql, keys: readonly string[]): Promise<Map<string, unknown>> => {
+  const found = new Map<string, unknown>(keys.map((key) => [key, undefined]));
+  if (keys.length === 0) return found;
+  const pairs = keys.map(split);
+  const rows = await tx<{ projection: string; key: string; value: unknown }[]>`
+    select projection, key, value from projection_kv
+    where (projection, key) in (select * from unnest(${pairs.map(([p]) => p)}::text[], ${pairs.map(([, k]) => k)}::text[]))
+    order by projection, key for update`;
+  for (const row of rows) found.set(`${row.projection}/${row.key}`, row.value);
+  return found;
+};
+
+/**
  * The key space of one transaction's fold, over the tables. Jobs come from the rows the
  * transaction locked; `states/counts` is loaded as zero, so what the reducer leaves there is
  * the change, added to job_counts (maxRunMs: the greater) without ever reading its rows: no
@@ -109,8 +148,11 @@ class PgSpace implements KeySpace {
   constructor(
     private readonly tx: TransactionSql,
     jobs: ReadonlyMap<string, JobView | undefined>,
+    /** projection_kv rows already locked and read by this transaction, by `projection/key` */
+    kv: ReadonlyMap<string, unknown> = new Map(),
   ) {
     for (const [id, job] of jobs) this.loaded(id, job);
+    for (const [key, value] of kv) this.values.set(key, value);
   }
 
   private loaded(id: string, job: JobView | undefined): void {
@@ -119,28 +161,27 @@ class PgSpace implements KeySpace {
   }
 
   async load(keys: string[]): Promise<void> {
-    const kv: [string, string][] = [];
+    const kv: string[] = [];
     const jobs: string[] = [];
     for (const key of keys) {
       if (this.values.has(key)) continue;
       const [projection, k] = split(key);
       if (projection === 'jobs') jobs.push(k);
       else if (key === 'states/counts') this.values.set(key, emptyCounts());
-      else if (KV_PROJECTIONS.includes(projection)) kv.push([projection, k]);
+      else if (KV_PROJECTIONS.includes(projection)) kv.push(key);
     }
     const [jobRows, kvRows] = await Promise.all([
-      jobs.length === 0 ? [] : this.tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${jobs}) order by id for update`,
-      kv.length === 0
-        ? []
-        : this.tx<{ projection: string; key: string; value: unknown }[]>`
-            select projection, key, value from projection_kv
-            where (projection, key) in (select * from unnest(${kv.map(([p]) => p)}::text[], ${kv.map(([, k]) => k)}::text[]))
-            order by projection, key for update`,
+      lockJobs(this.tx, jobs),
+      lockKv(this.tx, kv),
     ]);
     for (const id of jobs) this.loaded(id, undefined);
-    for (const key of kv) this.values.set(key.join('/'), undefined);
     for (const row of jobRows) this.loaded(row.id, row.view);
-    for (const row of kvRows) this.values.set(`${row.projection}/${row.key}`, row.value);
+    for (const [key, value] of kvRows) this.values.set(key, value);
+  }
+
+  /** The projection_kv keys (`projection/key`) this fold read. */
+  kvKeys(): string[] {
+    return [...this.values.keys()].filter((key) => KV_PROJECTIONS.includes(split(key)[0]));
   }
 
   get(key: string): unknown {
@@ -312,6 +353,12 @@ export class PgStore implements Store {
   private readonly queue: Op[] = [];
   private scheduled = false;
   private inFlight = 0;
+  /**
+   * The projection_kv keys the last batch's fold read, locked and read with the next batch's
+   * first round trip (a slot's worker row, mostly). Only names: the rows are read in the
+   * transaction, so another machine's writes are never missed; a wrong guess costs a read.
+   */
+  private kvGuess: string[] = [];
 
   private constructor(
     readonly sql: Sql,
@@ -333,13 +380,21 @@ export class PgStore implements Store {
     return e instanceof QueuectlError || !this.options.explain ? e : this.options.explain(e);
   }
 
-  /** Run `body` in a transaction, again when it lost a race; driver errors explained. */
-  private async inTransaction<T>(body: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  /**
+   * Run `body` in a transaction, again when it lost a race; driver errors explained. A body that
+   * answers `Unsettled` has sent its last writes without waiting for them, so the commit goes
+   * out right behind them (one round trip for both); a write that failed made the server roll
+   * the commit back, and its error is thrown here, as if the body had waited.
+   */
+  private async inTransaction<T>(body: (tx: TransactionSql) => Promise<T | Unsettled<T>>): Promise<T> {
     // a subscriber's starting point is read before any transaction begun after it commits
     if (this.following) await this.following;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.sql.begin(body as (tx: TransactionSql) => Promise<never>) as T;
+        const answer = (await this.sql.begin(body as (tx: TransactionSql) => Promise<never>)) as T | Unsettled<T>;
+        if (!(answer instanceof Unsettled)) return answer;
+        await answer.written;
+        return answer.value;
       } catch (e) {
         const code = (e as { code?: unknown }).code;
         if (attempt >= MAX_ATTEMPTS || !(typeof code === 'string' && RETRIED.has(code))) throw this.explain(e);
@@ -441,22 +496,28 @@ export class PgStore implements Store {
   }
 
   /**
-   * The batch's transaction, in three round trips and a commit:
-   *   1. the writers' lock and the time, the named jobs locked FOR UPDATE, the config, and a due
-   *      job for each claim (FOR UPDATE SKIP LOCKED), sent together;
-   *   2. every op decided (a refusal is that op's answer alone), then the rows the fold will
-   *      read locked (workers, dlq) and, last of all locks, the log's head, sent together;
-   *   3. the events appended and every projection write, sent together; then the commit.
-   * The head is thus held for one round trip, the fold's computation and the commit.
+   * The batch's transaction, in two round trips after its `begin`:
+   *   1. the writers' lock and the time, the named jobs locked FOR UPDATE, the config, a due job
+   *      for each claim (FOR UPDATE SKIP LOCKED), then, after every job row, the log's head, and
+   *      the projection_kv rows (workers, dlq) the last batch's fold read: sent together;
+   *   2. every op decided (a refusal is that op's answer alone) and folded (if the fold reads a
+   *      kv row the guess missed, one more round trip reads it); then the events appended and
+   *      every projection write, sent together with the commit.
+   * The head is taken after every job row, as before; the kv rows only ever under the head, so
+   * no transaction waits for them and none can deadlock on them. The head is held for the
+   * decisions, the fold and the last round trip with the commit's flush: no longer than when it
+   * was taken in a round trip of its own after deciding.
    */
-  private async decideAndAppend(tx: TransactionSql, ops: readonly Op[]): Promise<[Outcome[], StoredEvent[]]> {
+  private async decideAndAppend(tx: TransactionSql, ops: readonly Op[]): Promise<Unsettled<[Outcome[], StoredEvent[]]>> {
     const named = [...new Set(ops.flatMap((op) => ('ids' in op ? op.ids : [])))];
     const claims = ops.filter((op) => 'claim' in op).length;
-    const [now, rows, config, due] = await Promise.all([
+    const [now, rows, config, due, first, kv] = await Promise.all([
       this.begin(tx),
-      named.length === 0 ? [] : tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${named}) order by id for update`,
+      lockJobs(tx, named),
       this.configIn(tx),
       claims === 0 ? [] : lockDueJobs(tx, this.options.clock?.() ?? null, claims, named),
+      lockHead(tx),
+      lockKv(tx, this.kvGuess),
     ]);
     const loaded = new Map<string, JobView | undefined>([...named.map((id): [string, undefined] => [id, undefined]), ...rows.map((r): [string, JobView] => [r.id, r.view])]);
     for (const d of due) loaded.set(d.jobId, d.view);
@@ -484,12 +545,12 @@ export class PgStore implements Store {
       }
     }
     const data = decided.filter((d) => Array.isArray(d)).flat().map((d) => ({ at: now, data: d }));
-    if (data.length === 0) return [decided.map((d) => (Array.isArray(d) ? { events: [], jobs: new Map() } : d)), []];
-    const space = new PgSpace(tx, loaded);
-    const [, first] = await Promise.all([space.load(keysRead(positioned(data, -1), TARGETS)), lockHead(tx)]);
+    if (data.length === 0) return new Unsettled([decided.map((d) => (Array.isArray(d) ? { events: [], jobs: new Map() } : d)), []], Promise.resolve());
+    const space = new PgSpace(tx, loaded, kv);
     const events = positioned(data, first);
     const after = await fold(events, space, TARGETS);
-    await Promise.all([appendAt(tx, this.options.schema, first, data), space.flush(after, true)]);
+    this.kvGuess = space.kvKeys().slice(0, MAX_KV_GUESS);
+    const written = Promise.all([appendAt(tx, this.options.schema, first, data), space.flush(after, true)]);
     let next = 0;
     const outcomes = decided.map((d): Outcome => {
       if (!Array.isArray(d)) return d;
@@ -501,7 +562,7 @@ export class PgStore implements Store {
       }
       return { events: mine, jobs };
     });
-    return [outcomes, events];
+    return new Unsettled([outcomes, events], written);
   }
 
   // ---- claims -------------------------------------------------------------------------------
