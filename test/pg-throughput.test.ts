@@ -5,6 +5,7 @@ import postgres from 'postgres';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import type { JobSpec } from '../src/domain/job-spec.ts';
+import { decide } from '../src/domain/decide.ts';
 import { Engine } from '../src/engine/engine.ts';
 import { Host } from '../src/host/host.ts';
 import { clientOptions, type Sql } from '../src/store/postgres/connect.ts';
@@ -141,6 +142,41 @@ test('a batch locks the log head with its first statements and the kv rows (work
     assert.equal((await store.verify()).differences, []);
   } finally {
     host.stop();
+    await store.close();
+    await q.drop();
+  }
+});
+
+test("a host's store does not read its own commits back from the log (its notifications name it); another store's commits it does read", async () => {
+  const server = pg();
+  if (!server) return;
+  const q = await freshQueue(server, 't_own_notify');
+  const { host, store, sent } = await countedHost(q.url, q.schema);
+  const other = await PgStore.open(await q.connect(2), { schema: q.schema });
+  try {
+    await host.api.enqueue({ jobs: Array.from({ length: 8 }, (_, i) => spec(`j${i}`)) });
+    await host.api.workerStart({ workerId: 'w', pid: process.pid, slots: 1 });
+    const seen: string[] = [];
+    store.subscribe((events) => seen.push(...events.map((e) => e.type)));
+    await new Promise((resolve) => setTimeout(resolve, 200)); // the follower listening
+    sent.length = 0;
+    const started = Date.now();
+    let claim = await host.api.claim({ workerId: 'w', waitMs: 0 });
+    while (claim) claim = (await host.api.report({ jobId: claim.job.id, workerId: 'w', attempt: claim.attempt, result: SUCCESS, claim: true })).claim ?? null;
+    const reads = sent.filter((s) => s.text.startsWith('select pos, at, v, data from events where pos >=')).length;
+    const polls = Math.ceil((Date.now() - started) / 1000) + 1; // the follower's poll, once a second
+    assert.ok(reads <= polls, `${reads} reads of the log for 9 of its own commits (polls: up to ${polls})`);
+    assert.is(seen.filter((t) => t === 'JobSucceeded').length, 8, 'its own commits are delivered all the same');
+    // another machine's commit: notified, read
+    await other.transact(['x'], (state, now) => decide({ type: 'enqueue', jobs: [spec('x')] }, state, now));
+    const deadline = Date.now() + 10_000;
+    while (!seen.includes('JobEnqueued') || seen.lastIndexOf('JobEnqueued') < seen.lastIndexOf('JobSucceeded')) {
+      assert.ok(Date.now() < deadline, "the other store's enqueue was delivered");
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+  } finally {
+    host.stop();
+    await other.close();
     await store.close();
     await q.drop();
   }

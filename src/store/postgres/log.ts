@@ -51,9 +51,10 @@ export const positioned = (events: readonly NewEvent[], first: number): StoredEv
 /**
  * Insert `events` from position `first` (the head the caller locked with `lockHead`), move the
  * head past them, and NOTIFY the queue's readers (delivered at commit, not before): one
- * statement, which a caller can pipeline with its other writes.
+ * statement, which a caller can pipeline with its other writes. The notification says the last
+ * position and who appended (`sender`, see FollowOptions.self): "<last> <sender>".
  */
-export const appendAt = async (tx: TransactionSql, schema: string, first: number, events: readonly NewEvent[]): Promise<StoredEvent[]> => {
+export const appendAt = async (tx: TransactionSql, schema: string, first: number, events: readonly NewEvent[], sender = ''): Promise<StoredEvent[]> => {
   if (events.length === 0) return [];
   const rows = events.map((e, i) => ({ i, at: e.at, type: e.data.type, job_id: jobIdOf(e.data), data: e.data }));
   const [head] = await tx<{ first: string }[]>`
@@ -64,7 +65,7 @@ export const appendAt = async (tx: TransactionSql, schema: string, first: number
       select ${first}::bigint + e.i, e.at, e.type, e.job_id, ${EVENT_SCHEMA_VERSION}, e.data
       from jsonb_to_recordset(${tx.json(rows as never)}) as e(i bigint, at bigint, type text, job_id text, data jsonb)
     )
-    select first, pg_notify(${eventsChannel(schema)}, (first + ${events.length - 1})::text) from head`;
+    select first, pg_notify(${eventsChannel(schema)}, (first + ${events.length - 1})::text || ' ' || ${sender}::text) from head`;
   // the caller holds the head, so nobody can have moved it; if it was not held, fail loudly
   if (Number(head!.first) !== first) throw new Error(`the log's head moved from ${first} to ${head!.first} while held`);
   return positioned(events, first);
@@ -117,6 +118,12 @@ export interface FollowOptions {
    * own events are not read back on their own notifications.
    */
   known?: () => number;
+  /**
+   * The `sender` this reader's own appends name in their notifications: those wake no read (the
+   * caller has its own commits already, see `known`), so a store does not read back its every
+   * batch. A poll still catches anything missed.
+   */
+  self?: string;
 }
 
 export interface Follower {
@@ -163,9 +170,13 @@ export const follow = async (sql: Sql, schema: string, deliver: (events: StoredE
     }
     running = drain().finally(() => (running = null));
   };
+  const notified = (payload: string) => {
+    if (options.self !== undefined && payload.slice(payload.indexOf(' ') + 1) === options.self) return;
+    wake();
+  };
   const poll = setInterval(wake, options.pollMs ?? 1000);
   poll.unref();
-  const listening = await sql.listen(eventsChannel(schema), wake, wake);
+  const listening = await sql.listen(eventsChannel(schema), notified, wake);
   return {
     get next() {
       return next;

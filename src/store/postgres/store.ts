@@ -22,6 +22,7 @@
 // The config is read without a lock (read committed): a decision may use the config as of its
 // start, while a `config set` commits meanwhile; locking it would make every transaction wait
 // on every config change.
+import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { type Config, configFromStored } from '../../domain/config.ts';
 import type { JobState, JobView } from '../../domain/types.ts';
@@ -359,6 +360,8 @@ export class PgStore implements Store {
    * transaction, so another machine's writes are never missed; a wrong guess costs a read.
    */
   private kvGuess: string[] = [];
+  /** Names this store's appends in their notifications, so its follower skips them (published delivers them). */
+  private readonly sender = randomBytes(8).toString('hex');
 
   private constructor(
     readonly sql: Sql,
@@ -550,7 +553,7 @@ export class PgStore implements Store {
     const events = positioned(data, first);
     const after = await fold(events, space, TARGETS);
     this.kvGuess = space.kvKeys().slice(0, MAX_KV_GUESS);
-    const written = Promise.all([appendAt(tx, this.options.schema, first, data), space.flush(after, true)]);
+    const written = Promise.all([appendAt(tx, this.options.schema, first, data, this.sender), space.flush(after, true)]);
     let next = 0;
     const outcomes = decided.map((d): Outcome => {
       if (!Array.isArray(d)) return d;
@@ -600,7 +603,7 @@ export class PgStore implements Store {
       try {
         const head = await logHead(this.sql);
         this.delivered ??= head + 1;
-        return await follow(this.sql, this.options.schema, (events) => this.deliver(events), { from: head + 1, pollMs: this.options.pollMs, known: () => this.delivered ?? head + 1 });
+        return await follow(this.sql, this.options.schema, (events) => this.deliver(events), { from: head + 1, pollMs: this.options.pollMs, known: () => this.delivered ?? head + 1, self: this.sender });
       } catch {
         return null; // the database away: this store's own commits are still delivered, and reads catch up the gap
       }
