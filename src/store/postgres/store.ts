@@ -37,7 +37,7 @@ import { DELETED, fold, type KeySpace, keysRead, type Target } from '../fold.ts'
 import type { CloseOptions, Committed, Decider, SharedLeases, SharedOutput, Store } from '../port.ts';
 import { databaseNow, lockDueJobs, nextDueAt, renewLease } from './claim.ts';
 import { appendOutput, readOutput } from './output.ts';
-import { isUnavailable, type Queryable, type Sql, type TransactionSql } from './connect.ts';
+import { type Fragment, isUnavailable, type Queryable, type Sql, type TransactionSql, withCommas } from './connect.ts';
 import { appendAt, type Follower, follow, lockHead, logHead, positioned, readEvents, readEventsPage, readStream } from './log.ts';
 
 export interface PgStoreOptions {
@@ -196,11 +196,16 @@ class PgSpace implements KeySpace {
   }
 
   /**
-   * Write what the fold changed. `jobs` are the jobs as the fold left them; with `leases`, the
-   * leases table follows them (a processing job holds the lease of its attempt until the
-   * database's clock passes leaseUntil; heartbeats extend it, claim.ts renewLease).
+   * What the fold changed, as the parts of one statement (data-modifying CTEs, `name as (...)`):
+   * sent as one, they cost one message and one execution where each was a statement of its own.
+   * The parts change disjoint rows (PostgreSQL runs them on one snapshot, so two parts must never
+   * change the same row): a job is inserted or updated, its lease deleted or written, its
+   * runnable row deleted or written, a kv key deleted or written. `jobs` are the jobs as the fold
+   * left them; with `leases`, the leases table follows them (a processing job holds the lease of
+   * its attempt until the database's clock passes leaseUntil; heartbeats extend it, claim.ts
+   * renewLease).
    */
-  async flush(jobs: ReadonlyMap<string, JobView | undefined>, leases: boolean): Promise<void> {
+  writes(jobs: ReadonlyMap<string, JobView | undefined>, leases: boolean): Fragment[] {
     const tx = this.tx;
     const views = [...jobs.values()].filter((j): j is JobView => j !== undefined);
     const runnableGone: { priority: number; dueAt: number; pos: number }[] = [];
@@ -223,7 +228,7 @@ class PgSpace implements KeySpace {
         else kvPut.push({ projection, key, value });
       }
     }
-    const writes: Promise<unknown>[] = [];
+    const parts: Fragment[] = [];
     if (views.length > 0) {
       const rows = views.map((j) => ({ id: j.id, state: j.state, enqueued_pos: j.enqueuedPos, view: j }));
       const added = rows.filter((r) => !this.existing.has(r.id));
@@ -231,64 +236,71 @@ class PgSpace implements KeySpace {
       // a new job is inserted, never upserted: if another machine added that id since this
       // transaction looked, the primary key refuses it and the transaction decides again
       if (added.length > 0) {
-        writes.push(tx`
+        parts.push(tx`jobs_added as (
           insert into jobs (id, state, enqueued_pos, view)
-          select id, state, enqueued_pos, view from jsonb_to_recordset(${tx.json(added as never)}) as r(id text, state text, enqueued_pos bigint, view jsonb)`);
+          select id, state, enqueued_pos, view from jsonb_to_recordset(${tx.json(added as never)}) as r(id text, state text, enqueued_pos bigint, view jsonb))`);
       }
       if (changed.length > 0) {
-        writes.push(tx`
+        parts.push(tx`jobs_changed as (
           update jobs set state = r.state, view = r.view
-          from jsonb_to_recordset(${tx.json(changed as never)}) as r(id text, state text, view jsonb) where jobs.id = r.id`);
+          from jsonb_to_recordset(${tx.json(changed as never)}) as r(id text, state text, view jsonb) where jobs.id = r.id)`);
       }
     }
     if (leases && views.length > 0) {
       const held = views.filter((j) => j.state === 'processing' && j.workerId !== null && j.leaseUntil !== null);
       const rows = held.map((j) => ({ job_id: j.id, worker_id: j.workerId, attempt: j.totalAttempts, until: j.leaseUntil }));
       const free = views.filter((j) => !held.includes(j)).map((j) => j.id);
-      if (free.length > 0) writes.push(tx`delete from leases where job_id = any(${free})`);
+      if (free.length > 0) parts.push(tx`leases_freed as (delete from leases where job_id = any(${free}))`);
       if (rows.length > 0) {
-        writes.push(tx`
+        parts.push(tx`leases_held as (
           insert into leases (job_id, worker_id, attempt, expires_at)
           select job_id, worker_id, attempt, to_timestamp(until / 1000.0) from jsonb_to_recordset(${tx.json(rows as never)}) as r(job_id text, worker_id text, attempt integer, until bigint)
-          on conflict (job_id) do update set worker_id = excluded.worker_id, attempt = excluded.attempt, expires_at = excluded.expires_at`);
+          on conflict (job_id) do update set worker_id = excluded.worker_id, attempt = excluded.attempt, expires_at = excluded.expires_at)`);
       }
     }
-    // a job's old key goes before its new one is put (both name the job by its enqueue
-    // position); the statements of a transaction run in the order they are sent, so the two
-    // are sent together without waiting
-    // by the whole key, which is runnable_order's: through the index (by enqueued_pos alone,
-    // the delete scanned the runnable set, every job's claim costing more the longer the queue)
-    if (runnableGone.length > 0) {
-      writes.push(tx`
+    // A job that leaves the runnable set under one key and enters it under another (both carry
+    // its enqueue position) is one row, written by the upsert alone. The delete goes by the whole
+    // key, runnable_order's: through the index (by enqueued_pos alone, it walked the runnable set,
+    // every claim costing more the longer the queue).
+    const entering = new Set(runnable.map((r) => r.enqueued_pos));
+    const leaving = runnableGone.filter((r) => !entering.has(r.pos));
+    if (leaving.length > 0) {
+      parts.push(tx`runnable_left as (
         delete from runnable where (priority, due_at, enqueued_pos) in
-          (select * from unnest(${runnableGone.map((r) => r.priority)}::integer[], ${runnableGone.map((r) => r.dueAt)}::bigint[], ${runnableGone.map((r) => r.pos)}::bigint[]))`);
+          (select * from unnest(${leaving.map((r) => r.priority)}::integer[], ${leaving.map((r) => r.dueAt)}::bigint[], ${leaving.map((r) => r.pos)}::bigint[])))`);
     }
     if (runnable.length > 0) {
-      writes.push(tx`
+      parts.push(tx`runnable_entered as (
         insert into runnable (job_id, priority, due_at, enqueued_pos)
         select job_id, priority, due_at, enqueued_pos from jsonb_to_recordset(${tx.json(runnable as never)}) as r(job_id text, priority integer, due_at bigint, enqueued_pos bigint)
-        on conflict (job_id) do update set priority = excluded.priority, due_at = excluded.due_at, enqueued_pos = excluded.enqueued_pos`);
+        on conflict (job_id) do update set priority = excluded.priority, due_at = excluded.due_at, enqueued_pos = excluded.enqueued_pos)`);
     }
     if (kvGone.length > 0) {
-      writes.push(tx`
+      parts.push(tx`kv_deleted as (
         delete from projection_kv where (projection, key) in
-          (select * from unnest(${kvGone.map((r) => r.projection)}::text[], ${kvGone.map((r) => r.key)}::text[]))`);
+          (select * from unnest(${kvGone.map((r) => r.projection)}::text[], ${kvGone.map((r) => r.key)}::text[])))`);
     }
     if (kvPut.length > 0) {
-      writes.push(tx`
+      parts.push(tx`kv_put as (
         insert into projection_kv (projection, key, value)
         select projection, key, value from jsonb_to_recordset(${tx.json(kvPut as never)}) as r(projection text, key text, value jsonb)
-        on conflict (projection, key) do update set value = excluded.value`);
+        on conflict (projection, key) do update set value = excluded.value)`);
     }
     if (counts.size > 0) {
       // in state order, so two transactions never wait on each other's rows crosswise
       const rows = [...counts].sort(([a], [b]) => (a < b ? -1 : 1)).map(([state, jobs]) => ({ state, jobs }));
-      writes.push(tx`
+      parts.push(tx`counts_added as (
         insert into job_counts (state, jobs)
         select state, jobs from jsonb_to_recordset(${tx.json(rows as never)}) as r(state text, jobs bigint)
-        on conflict (state) do update set jobs = case when excluded.state = 'maxRunMs' then greatest(job_counts.jobs, excluded.jobs) else job_counts.jobs + excluded.jobs end`);
+        on conflict (state) do update set jobs = case when excluded.state = 'maxRunMs' then greatest(job_counts.jobs, excluded.jobs) else job_counts.jobs + excluded.jobs end)`);
     }
-    await Promise.all(writes);
+    return parts;
+  }
+
+  /** Write what the fold changed (see `writes`), in one statement. */
+  async flush(jobs: ReadonlyMap<string, JobView | undefined>, leases: boolean): Promise<void> {
+    const parts = this.writes(jobs, leases);
+    if (parts.length > 0) await this.tx`with ${withCommas(this.tx, parts)} select 1`;
   }
 }
 
@@ -553,7 +565,7 @@ export class PgStore implements Store {
     const events = positioned(data, first);
     const after = await fold(events, space, TARGETS);
     this.kvGuess = space.kvKeys().slice(0, MAX_KV_GUESS);
-    const written = Promise.all([appendAt(tx, this.options.schema, first, data, this.sender), space.flush(after, true)]);
+    const written = appendAt(tx, this.options.schema, first, data, this.sender, space.writes(after, true));
     let next = 0;
     const outcomes = decided.map((d): Outcome => {
       if (!Array.isArray(d)) return d;
