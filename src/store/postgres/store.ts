@@ -2,18 +2,18 @@
 // so nothing another machine can change is cached here; every answer comes from the database.
 //
 // Commands and claims are group-committed: those that arrive while a transaction is under way
-// go together into the next one (decideAndAppend), which takes two round trips:
-//   1. `begin`; a shared advisory lock (rebuild takes it exclusively, so it runs with no writer)
-//      and the database's time, which decisions use (unless a clock is given: tests); the named
-//      job rows locked FOR UPDATE in id order; the config; a due job per claim (FOR UPDATE SKIP
-//      LOCKED, claim.ts); after every job row, the log's head (log.ts); the rows of projection_kv
-//      the last batch's fold read (a guess of names; the rows are read here): all sent together;
+// go together into the next one (decideAndAppend), which runs:
+//   1. a shared advisory lock (rebuild takes it exclusively, so it runs with no writer) and the
+//      database's time, which decisions use (unless a clock is given: tests); the named job rows
+//      locked FOR UPDATE in id order; the config; a due job per claim (FOR UPDATE SKIP LOCKED,
+//      claim.ts): all sent together, one round trip;
 //   2. the shared, pure `decide` of each (one's refusal is its own answer; ops in one batch name
-//      disjoint jobs, so each decides as it would alone) and the shared reducers' fold (fold.ts,
-//      over PgSpace; a row the guess missed costs one more round trip); then the events and
-//      every projection write as one statement, and the commit behind it.
-// So the head, which serialises every appender on every machine, is held for the decisions,
-// the fold and one round trip with the commit, once per batch rather than once per command.
+//      disjoint jobs, so each decides as it would alone); then the rows the fold reads (workers,
+//      dlq) and, last of all locks, the log's head (log.ts), sent together;
+//   3. the events and every projection write the shared reducers (fold.ts, over PgSpace)
+//      computed, sent together; then the commit.
+// So the head, which serialises every appender on every machine, is held for one round trip,
+// the fold's computation and the commit, once per batch rather than once per command.
 // Two enqueues of one new id both decide "new"; the second to append hits the jobs table's
 // primary key and the whole transaction is retried, deciding again: QUEUECTL_DUPLICATE_ID.
 // Serialisation failures and deadlocks (40001, 40P01) are retried the same way: `decide` is
@@ -71,7 +71,7 @@ const MAX_IN_FLIGHT = 1;
 /** projection_kv keys guessed for a batch's first round trip, at most. */
 const MAX_KV_GUESS = 32;
 
-/** A transaction body's answer with writes still under way (see PgStore.pipelined). */
+/** A transaction body's answer with writes still under way (see PgStore.inTransaction). */
 class Unsettled<T> {
   readonly written: Promise<unknown>;
   constructor(
@@ -395,54 +395,21 @@ export class PgStore implements Store {
     return e instanceof QueuectlError || !this.options.explain ? e : this.options.explain(e);
   }
 
-  /** Run `body` in a transaction, again when it lost a race; driver errors explained. */
-  private async inTransaction<T>(body: (tx: TransactionSql) => Promise<T>): Promise<T> {
-    return this.retried(() => this.sql.begin(body as (tx: TransactionSql) => Promise<never>) as Promise<T>);
-  }
-
   /**
-   * Run `body` in a transaction, again when it lost a race, in as few round trips as the driver
-   * allows (its sql.begin waits for `begin` before the body's first statement, and for the
-   * body's last before `commit`): on a reserved connection, `begin` goes out with the body's
-   * first statements, which must wait for `began` before they write anything (had `begin` failed,
-   * they would run outside a transaction); the body answers `Unsettled`, its writes sent, and
-   * `commit` goes out right behind them. A write that failed made the server roll the commit
-   * back; its error is thrown here, as if the body had waited.
+   * Run `body` in a transaction, again when it lost a race; driver errors explained. A body that
+   * answers `Unsettled` has sent its last writes without waiting for them, so the commit goes
+   * out right behind them (one round trip for both); a write that failed made the server roll
+   * the commit back, and its error is thrown here, as if the body had waited.
    */
-  private pipelined<T>(body: (tx: TransactionSql, began: Promise<unknown>) => Promise<Unsettled<T>>): Promise<T> {
-    return this.retried(async () => {
-      const reserved = await this.sql.reserve();
-      // a reserved connection between begin and commit is a transaction: only its queries are used
-      const tx = reserved as unknown as TransactionSql;
-      // Give the connection back only once it answered (commit or rollback): released after the
-      // server dropped it, the driver would put a dead connection back in the pool.
-      let answered = false;
-      try {
-        const began = tx`begin`;
-        began.catch(() => {}); // awaited by the body; never unhandled meanwhile
-        const answer = await body(tx, began);
-        const committed = tx`commit`;
-        const [written, commit] = await Promise.allSettled([answer.written, committed]);
-        answered = commit.status === 'fulfilled';
-        if (written.status === 'rejected') throw written.reason;
-        if (commit.status === 'rejected') throw commit.reason;
-        return answer.value;
-      } catch (e) {
-        if (!answered) answered = await tx`rollback`.then(() => true, () => false);
-        throw e;
-      } finally {
-        if (answered) reserved.release();
-      }
-    });
-  }
-
-  /** `run` again when its transaction lost a race (RETRIED), up to MAX_ATTEMPTS; driver errors explained. */
-  private async retried<T>(run: () => Promise<T>): Promise<T> {
+  private async inTransaction<T>(body: (tx: TransactionSql) => Promise<T | Unsettled<T>>): Promise<T> {
     // a subscriber's starting point is read before any transaction begun after it commits
     if (this.following) await this.following;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await run();
+        const answer = (await this.sql.begin(body as (tx: TransactionSql) => Promise<never>)) as T | Unsettled<T>;
+        if (!(answer instanceof Unsettled)) return answer;
+        await answer.written;
+        return answer.value;
       } catch (e) {
         const code = (e as { code?: unknown }).code;
         if (attempt >= MAX_ATTEMPTS || !(typeof code === 'string' && RETRIED.has(code))) throw this.explain(e);
@@ -532,7 +499,7 @@ export class PgStore implements Store {
     let outcomes: Outcome[];
     let events: StoredEvent[];
     try {
-      [outcomes, events] = await this.pipelined((tx, began) => this.decideAndAppend(tx, began, ops));
+      [outcomes, events] = await this.inTransaction((tx) => this.decideAndAppend(tx, ops));
     } catch (e) {
       if (ops.length > 1 && !isUnavailable(e) && (e as QueuectlError).code !== 'QUEUECTL_DATABASE_UNAVAILABLE') {
         for (const op of ops) await this.runBatch([op]);
@@ -544,8 +511,8 @@ export class PgStore implements Store {
   }
 
   /**
-   * The batch's transaction (see `pipelined`), in two round trips:
-   *   1. `begin`, the writers' lock and the time, the named jobs locked FOR UPDATE, the config, a due job
+   * The batch's transaction, in two round trips after its `begin`:
+   *   1. the writers' lock and the time, the named jobs locked FOR UPDATE, the config, a due job
    *      for each claim (FOR UPDATE SKIP LOCKED), then, after every job row, the log's head, and
    *      the projection_kv rows (workers, dlq) the last batch's fold read: sent together;
    *   2. every op decided (a refusal is that op's answer alone) and folded (if the fold reads a
@@ -556,11 +523,10 @@ export class PgStore implements Store {
    * decisions, the fold and the last round trip with the commit's flush: no longer than when it
    * was taken in a round trip of its own after deciding.
    */
-  private async decideAndAppend(tx: TransactionSql, began: Promise<unknown>, ops: readonly Op[]): Promise<Unsettled<[Outcome[], StoredEvent[]]>> {
+  private async decideAndAppend(tx: TransactionSql, ops: readonly Op[]): Promise<Unsettled<[Outcome[], StoredEvent[]]>> {
     const named = [...new Set(ops.flatMap((op) => ('ids' in op ? op.ids : [])))];
     const claims = ops.filter((op) => 'claim' in op).length;
-    const [, now, rows, config, due, first, kv] = await Promise.all([
-      began,
+    const [now, rows, config, due, first, kv] = await Promise.all([
       this.begin(tx),
       lockJobs(tx, named),
       this.configIn(tx),
