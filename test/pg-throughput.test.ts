@@ -182,4 +182,55 @@ test("a host's store does not read its own commits back from the log (its notifi
   }
 });
 
+test('a batch whose connection the server drops mid-transaction fails alone; the next batch gets a live connection', async () => {
+  const server = pg();
+  if (!server) return;
+  const q = await freshQueue(server, 't_dropped');
+  // batches run on a connection of their own: were a dead one kept there, every later batch
+  // would fail or wait (as with a reserved connection, which the driver loses after this)
+  const store = await PgStore.open(await q.connect(1), { schema: q.schema });
+  const admin = await q.connect(2);
+  const enqueue = (id: string) => store.transact([id], (state, now) => decide({ type: 'enqueue', jobs: [spec(id)] }, state, now));
+  const cancel = (id: string) => store.transact([id], (state, now) => decide({ type: 'cancel', jobId: id }, state, now));
+  try {
+    await enqueue('held');
+    // the batch waits for a row lock another session holds, then its session is terminated
+    let holding: () => void = () => {};
+    const held = admin.begin(async (tx) => {
+      await tx`select id from jobs where id = 'held' for update`;
+      await new Promise<void>((resolve) => (holding = resolve));
+    });
+    await new Promise((resolve) => setTimeout(resolve, 100));
+    const cancelling = cancel('held');
+    const deadline = Date.now() + 10_000;
+    for (;;) {
+      const waiting = await admin<{ pid: number }[]>`select pid from pg_stat_activity where wait_event_type = 'Lock' and query like '%from jobs where id = any%'`;
+      if (waiting.length > 0) {
+        await admin`select pg_terminate_backend(${waiting[0]!.pid})`;
+        break;
+      }
+      assert.ok(Date.now() < deadline, 'the batch never waited for the lock');
+      await new Promise((resolve) => setTimeout(resolve, 20));
+    }
+    await cancelling.then(
+      () => assert.unreachable('the batch on a dropped connection succeeded'),
+      (e: unknown) => assert.ok(e instanceof Error, String(e)),
+    );
+    holding();
+    await held;
+    // postgres 3.4.9 keeps the error of the query the server ended and hands it to the first
+    // query after reconnecting (its errorResponse outlives the connection): one failure is the
+    // driver's; a dead connection back in the pool would fail every batch after it
+    const hung = () => new Promise<never>((_, reject) => setTimeout(() => reject(new Error('the next batch hung')), 10_000));
+    const next = await Promise.race([enqueue('after').catch(() => enqueue('after')), hung()]);
+    assert.is(next.events[0]?.type, 'JobEnqueued');
+    const again = await Promise.race([enqueue('again'), hung()]);
+    assert.is(again.events[0]?.type, 'JobEnqueued');
+    assert.is((await store.job('held'))?.state, 'pending', 'the dropped batch wrote nothing');
+  } finally {
+    await store.close();
+    await q.drop();
+  }
+});
+
 test.run();
