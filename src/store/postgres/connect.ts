@@ -81,18 +81,6 @@ export const clientOptions = (target: DatabaseTarget, options: ConnectOptions = 
 });
 
 /**
- * A pool of one connection with `sql`'s options (the same server, schema and session settings).
- * The driver pipelines a plain `begin` with the statements behind it only on a pool of one (on a
- * bigger one it refuses `begin` outside sql.begin, which waits for its answer before the first
- * statement), so a writer that runs one transaction at a time saves that round trip on its own.
- */
-export const singleConnection = async (sql: Sql): Promise<Sql> => {
-  const { default: postgres } = await import('postgres');
-  // the options as the driver parsed them (hosts as lists): it takes them back as they are
-  return postgres({ ...sql.options, max: 1 } as unknown as Options<Record<string, PostgresType>>);
-};
-
-/**
  * Connect, and prove it with one round trip, so that an unreachable server is reported here
  * (within connect_timeout) and not by the first real query.
  */

@@ -2,20 +2,18 @@
 // so nothing another machine can change is cached here; every answer comes from the database.
 //
 // Commands and claims are group-committed: those that arrive while a transaction is under way
-// go together into the next one (decideAndAppend), on a connection of its own, in two round
-// trips:
-//   1. `begin`; a shared advisory lock (rebuild takes it exclusively, so it runs with no writer),
-//      the database's time, which decisions use (unless a clock is given: tests), and the
-//      config; the named job rows locked FOR UPDATE in id order; a due job per claim (FOR UPDATE
-//      SKIP LOCKED, claim.ts); after every job row, the log's head (log.ts); the projection_kv
-//      rows the last batch's fold read (a guess of names; the rows are read here): all sent
-//      together;
+// go together into the next one (decideAndAppend), which runs:
+//   1. a shared advisory lock (rebuild takes it exclusively, so it runs with no writer) and the
+//      database's time, which decisions use (unless a clock is given: tests); the named job rows
+//      locked FOR UPDATE in id order; the config; a due job per claim (FOR UPDATE SKIP LOCKED,
+//      claim.ts): all sent together, one round trip;
 //   2. the shared, pure `decide` of each (one's refusal is its own answer; ops in one batch name
-//      disjoint jobs, so each decides as it would alone) and the shared reducers' fold (fold.ts,
-//      over PgSpace; a row the guess missed costs one more round trip); then the events and
-//      every projection write as one statement, and the commit right behind it.
-// So the head, which serialises every appender on every machine, is held for the decisions,
-// the fold and one round trip with the commit, once per batch rather than once per command.
+//      disjoint jobs, so each decides as it would alone); then the rows the fold reads (workers,
+//      dlq) and, last of all locks, the log's head (log.ts), sent together;
+//   3. the events and every projection write the shared reducers (fold.ts, over PgSpace)
+//      computed, sent together; then the commit.
+// So the head, which serialises every appender on every machine, is held for one round trip,
+// the fold's computation and the commit, once per batch rather than once per command.
 // Two enqueues of one new id both decide "new"; the second to append hits the jobs table's
 // primary key and the whole transaction is retried, deciding again: QUEUECTL_DUPLICATE_ID.
 // Serialisation failures and deadlocks (40001, 40P01) are retried the same way: `decide` is
@@ -39,7 +37,7 @@ import { DELETED, fold, type KeySpace, keysRead, type Target } from '../fold.ts'
 import type { CloseOptions, Committed, Decider, SharedLeases, SharedOutput, Store } from '../port.ts';
 import { databaseNow, lockDueJobs, nextDueAt, renewLease } from './claim.ts';
 import { appendOutput, readOutput } from './output.ts';
-import { type Fragment, isUnavailable, type Queryable, singleConnection, type Sql, type TransactionSql, withCommas } from './connect.ts';
+import { type Fragment, isUnavailable, type Queryable, type Sql, type TransactionSql, withCommas } from './connect.ts';
 import { appendAt, type Follower, follow, lockHead, logHead, positioned, readEvents, readEventsPage, readStream } from './log.ts';
 
 export interface PgStoreOptions {
@@ -73,7 +71,7 @@ const MAX_IN_FLIGHT = 1;
 /** projection_kv keys guessed for a batch's first round trip, at most. */
 const MAX_KV_GUESS = 32;
 
-/** A transaction body's answer with writes still under way (see PgStore.pipelined). */
+/** A transaction body's answer with writes still under way (see PgStore.inTransaction). */
 class Unsettled<T> {
   readonly written: Promise<unknown>;
   constructor(
@@ -379,11 +377,6 @@ export class PgStore implements Store {
 
   private constructor(
     readonly sql: Sql,
-    /**
-     * The batches' own connection (one batch runs at a time, MAX_IN_FLIGHT), on which `begin`
-     * goes out with a batch's first statements (see `pipelined`).
-     */
-    private readonly writer: Sql,
     private readonly options: PgStoreOptions,
     /** the database's time minus ours, measured at open */
     offset: number,
@@ -395,56 +388,28 @@ export class PgStore implements Store {
   static async open(sql: Sql, options: PgStoreOptions): Promise<PgStore> {
     const before = Date.now();
     const db = await databaseNow(sql);
-    return new PgStore(sql, await singleConnection(sql), options, db - Math.round((before + Date.now()) / 2));
+    return new PgStore(sql, options, db - Math.round((before + Date.now()) / 2));
   }
 
   private explain(e: unknown): unknown {
     return e instanceof QueuectlError || !this.options.explain ? e : this.options.explain(e);
   }
 
-  /** Run `body` in a transaction, again when it lost a race; driver errors explained. */
-  private inTransaction<T>(body: (tx: TransactionSql) => Promise<T>): Promise<T> {
-    return this.retried(() => this.sql.begin(body as (tx: TransactionSql) => Promise<never>) as Promise<T>);
-  }
-
   /**
-   * Run `body` in a transaction on the writer connection, again when it lost a race, in as few
-   * round trips as the driver allows: `begin` goes out with the body's first statements, which
-   * must wait for `began` before they write anything (had `begin` failed, they would run outside
-   * a transaction); the body answers `Unsettled`, its writes sent, and `commit` goes out right
-   * behind them. A write that failed made the server roll the commit back; its error is thrown
-   * here, as if the body had waited. One such transaction runs at a time (MAX_IN_FLIGHT).
+   * Run `body` in a transaction, again when it lost a race; driver errors explained. A body that
+   * answers `Unsettled` has sent its last writes without waiting for them, so the commit goes
+   * out right behind them (one round trip for both); a write that failed made the server roll
+   * the commit back, and its error is thrown here, as if the body had waited.
    */
-  private pipelined<T>(body: (tx: TransactionSql, began: Promise<unknown>) => Promise<Unsettled<T>>): Promise<T> {
-    return this.retried(async () => {
-      // a plain `begin` on a pool of one connection is a transaction: only its queries are used
-      const tx = this.writer as unknown as TransactionSql;
-      const began = tx`begin`;
-      began.catch(() => {}); // awaited by the body; never unhandled meanwhile
-      try {
-        const answer = await body(tx, began);
-        const [written, committed] = await Promise.allSettled([answer.written, tx`commit`]);
-        if (written.status === 'rejected') throw written.reason;
-        if (committed.status === 'rejected') throw committed.reason;
-        return answer.value;
-      } catch (e) {
-        // a lost connection took its transaction with it, and nothing is sent on it (a query
-        // sent on a closed connection is what porsager/postgres#1208 crashes on); otherwise the
-        // transaction is ended here (after a commit the server turned into a rollback, this one
-        // only warns)
-        if (!isUnavailable(e)) await tx`rollback`.catch(() => {});
-        throw e;
-      }
-    });
-  }
-
-  /** `run` again when its transaction lost a race (RETRIED), up to MAX_ATTEMPTS; driver errors explained. */
-  private async retried<T>(run: () => Promise<T>): Promise<T> {
+  private async inTransaction<T>(body: (tx: TransactionSql) => Promise<T | Unsettled<T>>): Promise<T> {
     // a subscriber's starting point is read before any transaction begun after it commits
     if (this.following) await this.following;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await run();
+        const answer = (await this.sql.begin(body as (tx: TransactionSql) => Promise<never>)) as T | Unsettled<T>;
+        if (!(answer instanceof Unsettled)) return answer;
+        await answer.written;
+        return answer.value;
       } catch (e) {
         const code = (e as { code?: unknown }).code;
         if (attempt >= MAX_ATTEMPTS || !(typeof code === 'string' && RETRIED.has(code))) throw this.explain(e);
@@ -539,7 +504,7 @@ export class PgStore implements Store {
     let outcomes: Outcome[];
     let events: StoredEvent[];
     try {
-      [outcomes, events] = await this.pipelined((tx, began) => this.decideAndAppend(tx, began, ops));
+      [outcomes, events] = await this.inTransaction((tx) => this.decideAndAppend(tx, ops));
     } catch (e) {
       if (ops.length > 1 && !isUnavailable(e) && (e as QueuectlError).code !== 'QUEUECTL_DATABASE_UNAVAILABLE') {
         for (const op of ops) await this.runBatch([op]);
@@ -551,10 +516,10 @@ export class PgStore implements Store {
   }
 
   /**
-   * The batch's transaction (see `pipelined`), in two round trips:
-   *   1. `begin`; the writers' lock, the time and the config; the named jobs locked FOR UPDATE;
-   *      a due job for each claim (FOR UPDATE SKIP LOCKED); then, after every job row, the log's
-   *      head, and the projection_kv rows (workers, dlq) the last batch's fold read: sent together;
+   * The batch's transaction, in two round trips after its `begin`:
+   *   1. the writers' lock and the time, the named jobs locked FOR UPDATE, the config, a due job
+   *      for each claim (FOR UPDATE SKIP LOCKED), then, after every job row, the log's head, and
+   *      the projection_kv rows (workers, dlq) the last batch's fold read: sent together;
    *   2. every op decided (a refusal is that op's answer alone) and folded (if the fold reads a
    *      kv row the guess missed, one more round trip reads it); then the events appended and
    *      every projection write, sent together with the commit.
@@ -563,11 +528,10 @@ export class PgStore implements Store {
    * decisions, the fold and the last round trip with the commit's flush: no longer than when it
    * was taken in a round trip of its own after deciding.
    */
-  private async decideAndAppend(tx: TransactionSql, began: Promise<unknown>, ops: readonly Op[]): Promise<Unsettled<[Outcome[], StoredEvent[]]>> {
+  private async decideAndAppend(tx: TransactionSql, ops: readonly Op[]): Promise<Unsettled<[Outcome[], StoredEvent[]]>> {
     const named = [...new Set(ops.flatMap((op) => ('ids' in op ? op.ids : [])))];
     const claims = ops.filter((op) => 'claim' in op).length;
-    const [, { now, config }, rows, due, first, kv] = await Promise.all([
-      began,
+    const [{ now, config }, rows, due, first, kv] = await Promise.all([
       this.begin(tx),
       lockJobs(tx, named),
       claims === 0 ? [] : lockDueJobs(tx, this.options.clock?.() ?? null, claims, named),
@@ -862,7 +826,7 @@ export class PgStore implements Store {
       await this.delivering;
     })().catch(() => {});
     await Promise.race([stopping, new Promise<void>((r) => setTimeout(r, CLOSE_GRACE_S * 1000).unref())]);
-    await Promise.all([this.sql.end({ timeout: CLOSE_GRACE_S }), this.writer.end({ timeout: CLOSE_GRACE_S })]);
+    await this.sql.end({ timeout: CLOSE_GRACE_S });
   }
 }
 
