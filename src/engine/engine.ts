@@ -15,6 +15,8 @@ export interface Claim {
   job: JobView;
   attempt: number;
   leaseUntil: number;
+  /** output_limit as the claim's decision read it (in its transaction), so no second read of the config */
+  outputLimit: number;
 }
 
 export class Engine {
@@ -33,14 +35,18 @@ export class Engine {
 
   /** Claim the next runnable job for a worker, or null when nothing is due. */
   async claimNext(workerId: string, leaseMs?: number): Promise<Claim | null> {
-    const committed = await this.store.claimNext((jobId) => (state, now) =>
-      decide({ type: 'claim', jobId, workerId, leaseMs: leaseMs ?? state.config.lease_seconds * 1000 }, state, now),
-    );
+    // the config the committed decision read: a store may decide more than once (a retried
+    // transaction), and the last decision is the one appended
+    let outputLimit = 0;
+    const committed = await this.store.claimNext((jobId) => (state, now) => {
+      outputLimit = state.config.output_limit;
+      return decide({ type: 'claim', jobId, workerId, leaseMs: leaseMs ?? state.config.lease_seconds * 1000 }, state, now);
+    });
     if (!committed) return null;
     const claimed = committed.events[0];
     const job = claimed?.type === 'JobClaimed' ? committed.jobs.get(claimed.jobId) : undefined;
     if (claimed?.type !== 'JobClaimed' || !job) throw new Error('claim produced no JobClaimed event');
-    return { job, attempt: claimed.attempt, leaseUntil: claimed.leaseUntil };
+    return { job, attempt: claimed.attempt, leaseUntil: claimed.leaseUntil, outputLimit };
   }
 
   /** The earliest time a queued job becomes due, or null when none is queued. */

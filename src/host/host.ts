@@ -41,7 +41,7 @@ export interface StatusView {
   runs: { total: number; succeeded: number; failed: number; average_seconds: number | null; max_seconds: number | null };
 }
 
-export type ClaimAnswer = Claim & { outputLimit: number };
+export type ClaimAnswer = Claim;
 
 export interface ReportAnswer {
   events: StoredEvent[];
@@ -469,9 +469,8 @@ export class Host {
   };
 
   /** Claim the next due job now, or null. */
-  private async claimNow(workerId: string): Promise<ClaimAnswer | null> {
-    const claim = await this.engine.claimNext(workerId);
-    return claim && { ...claim, outputLimit: (await this.engine.getConfig()).output_limit };
+  private claimNow(workerId: string): Promise<ClaimAnswer | null> {
+    return this.engine.claimNext(workerId);
   }
 
   private async alreadyEnqueued(jobs: JobSpec[]): Promise<boolean> {

@@ -6,13 +6,19 @@
 // naming the host and port and never the password, whatever the driver or TLS put in theirs.
 import { readFileSync } from 'node:fs';
 import { checkServerIdentity, type PeerCertificate } from 'node:tls';
-import type { Options, PostgresType, Sql, TransactionSql } from 'postgres';
+import type { Options, PendingQuery, PostgresType, Row, Sql, TransactionSql } from 'postgres';
 import { QueuectlError } from '../../errors.ts';
 import { type DatabaseTarget, redact, serverName } from './url.ts';
 
 export type { Sql, TransactionSql } from 'postgres';
 /** A connection pool or an open transaction: what a function that only queries needs. */
 export type Queryable = Sql | TransactionSql;
+/** A piece of a statement, built with the tagged template and put into another one. */
+export type Fragment = PendingQuery<Row[]>;
+
+/** `parts` separated by commas, as one fragment (the driver joins an array of fragments with spaces). */
+export const withCommas = (sql: Queryable, parts: readonly Fragment[]): Fragment =>
+  parts.slice(1).reduce((joined, part) => sql`${joined}, ${part}`, parts[0] ?? sql``);
 
 export interface ConnectOptions {
   /** pool size; a LISTEN takes one more connection of its own */

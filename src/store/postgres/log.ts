@@ -13,7 +13,7 @@
 // rows first): everything after it is serialised with every other appender, until commit.
 import type { EventData, StoredEvent } from '../../events.ts';
 import { EVENT_SCHEMA_VERSION, jobIdOf, upcast } from '../../events.ts';
-import type { Queryable, Sql, TransactionSql } from './connect.ts';
+import { type Fragment, type Queryable, type Sql, type TransactionSql, withCommas } from './connect.ts';
 
 /** An event as decided: its data and the time it was decided at. */
 export interface NewEvent {
@@ -51,20 +51,24 @@ export const positioned = (events: readonly NewEvent[], first: number): StoredEv
 /**
  * Insert `events` from position `first` (the head the caller locked with `lockHead`), move the
  * head past them, and NOTIFY the queue's readers (delivered at commit, not before): one
- * statement, which a caller can pipeline with its other writes.
+ * statement, which a caller can pipeline with its other writes, or give them to it (`with`:
+ * data-modifying CTEs, `name as (...)`, that change no row of the log). The notification says
+ * the last position and who appended (`sender`, see FollowOptions.self): "<last> <sender>".
  */
-export const appendAt = async (tx: TransactionSql, schema: string, first: number, events: readonly NewEvent[]): Promise<StoredEvent[]> => {
+export const appendAt = async (tx: TransactionSql, schema: string, first: number, events: readonly NewEvent[], sender = '', also: readonly Fragment[] = []): Promise<StoredEvent[]> => {
   if (events.length === 0) return [];
   const rows = events.map((e, i) => ({ i, at: e.at, type: e.data.type, job_id: jobIdOf(e.data), data: e.data }));
   const [head] = await tx<{ first: string }[]>`
-    with head as (
-      update log_head set next_pos = next_pos + ${events.length} returning next_pos - ${events.length} as first
-    ), appended as (
-      insert into events (pos, at, type, job_id, v, data)
-      select ${first}::bigint + e.i, e.at, e.type, e.job_id, ${EVENT_SCHEMA_VERSION}, e.data
-      from jsonb_to_recordset(${tx.json(rows as never)}) as e(i bigint, at bigint, type text, job_id text, data jsonb)
-    )
-    select first, pg_notify(${eventsChannel(schema)}, (first + ${events.length - 1})::text) from head`;
+    with ${withCommas(tx, [
+      tx`head as (
+        update log_head set next_pos = next_pos + ${events.length} returning next_pos - ${events.length} as first)`,
+      tx`appended as (
+        insert into events (pos, at, type, job_id, v, data)
+        select ${first}::bigint + e.i, e.at, e.type, e.job_id, ${EVENT_SCHEMA_VERSION}, e.data
+        from jsonb_to_recordset(${tx.json(rows as never)}) as e(i bigint, at bigint, type text, job_id text, data jsonb))`,
+      ...also,
+    ])}
+    select first, pg_notify(${eventsChannel(schema)}, (first + ${events.length - 1})::text || ' ' || ${sender}::text) from head`;
   // the caller holds the head, so nobody can have moved it; if it was not held, fail loudly
   if (Number(head!.first) !== first) throw new Error(`the log's head moved from ${first} to ${head!.first} while held`);
   return positioned(events, first);
@@ -117,6 +121,12 @@ export interface FollowOptions {
    * own events are not read back on their own notifications.
    */
   known?: () => number;
+  /**
+   * The `sender` this reader's own appends name in their notifications: those wake no read (the
+   * caller has its own commits already, see `known`), so a store does not read back its every
+   * batch. A poll still catches anything missed.
+   */
+  self?: string;
 }
 
 export interface Follower {
@@ -163,9 +173,13 @@ export const follow = async (sql: Sql, schema: string, deliver: (events: StoredE
     }
     running = drain().finally(() => (running = null));
   };
+  const notified = (payload: string) => {
+    if (options.self !== undefined && payload.slice(payload.indexOf(' ') + 1) === options.self) return;
+    wake();
+  };
   const poll = setInterval(wake, options.pollMs ?? 1000);
   poll.unref();
-  const listening = await sql.listen(eventsChannel(schema), wake, wake);
+  const listening = await sql.listen(eventsChannel(schema), notified, wake);
   return {
     get next() {
       return next;

@@ -22,6 +22,7 @@
 // The config is read without a lock (read committed): a decision may use the config as of its
 // start, while a `config set` commits meanwhile; locking it would make every transaction wait
 // on every config change.
+import { randomBytes } from 'node:crypto';
 import { isDeepStrictEqual } from 'node:util';
 import { type Config, configFromStored } from '../../domain/config.ts';
 import type { JobState, JobView } from '../../domain/types.ts';
@@ -37,7 +38,7 @@ import type { CloseOptions, Committed, Decider, SharedLeases, SharedOutput, Shar
 import { databaseNow, lockDueJobs, nextDueAt, renewLease } from './claim.ts';
 import { appendOutput, readOutput } from './output.ts';
 import { beatWorker, renewWorker, workerBeats } from './workers.ts';
-import { isUnavailable, type Queryable, type Sql, type TransactionSql } from './connect.ts';
+import { type Fragment, isUnavailable, type Queryable, type Sql, type TransactionSql, withCommas } from './connect.ts';
 import { appendAt, type Follower, follow, lockHead, logHead, positioned, readEvents, readEventsPage, readStream } from './log.ts';
 
 export interface PgStoreOptions {
@@ -68,6 +69,20 @@ const RUN_COUNTERS = ['runs', 'succeededRuns', 'failedRuns', 'totalRunMs', 'maxR
 const MAX_BATCH = 64;
 /** One: measured with 8 slots, two or three at once made smaller batches that waited on the head. */
 const MAX_IN_FLIGHT = 1;
+/** projection_kv keys guessed for a batch's first round trip, at most. */
+const MAX_KV_GUESS = 32;
+
+/** A transaction body's answer with writes still under way (see PgStore.inTransaction). */
+class Unsettled<T> {
+  readonly written: Promise<unknown>;
+  constructor(
+    readonly value: T,
+    written: Promise<unknown>,
+  ) {
+    this.written = written;
+    written.catch(() => {}); // awaited once the commit has answered; never unhandled meanwhile
+  }
+}
 
 /** An op's answer when it failed: its error. */
 class Failure {
@@ -95,6 +110,31 @@ const countsOf = (rows: readonly { state: string; jobs: string }[]): Counts | un
 };
 
 /**
+ * Lock and read job rows, in id order. (A function, like every statement of a round trip: the
+ * driver sends a query when something first waits on it, so a bare query in a Promise.all array
+ * would go out after the calls listed behind it, and take its locks after theirs.)
+ */
+const lockJobs = async (tx: TransactionSql, ids: readonly string[]): Promise<{ id: string; view: JobView }[]> =>
+  ids.length === 0 ? [] : await tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${ids as string[]}) order by id for update`;
+
+/**
+ * Lock and read projection_kv rows (`projection/key`), in key order; a key with no row maps to
+ * undefined. Only a transaction that holds the log's head takes these locks (see decideAndAppend),
+ * so none ever waits for them.
+ */
+const lockKv = async (tx: TransactionSql, keys: readonly string[]): Promise<Map<string, unknown>> => {
+  const found = new Map<string, unknown>(keys.map((key) => [key, undefined]));
+  if (keys.length === 0) return found;
+  const pairs = keys.map(split);
+  const rows = await tx<{ projection: string; key: string; value: unknown }[]>`
+    select projection, key, value from projection_kv
+    where (projection, key) in (select * from unnest(${pairs.map(([p]) => p)}::text[], ${pairs.map(([, k]) => k)}::text[]))
+    order by projection, key for update`;
+  for (const row of rows) found.set(`${row.projection}/${row.key}`, row.value);
+  return found;
+};
+
+/**
  * The key space of one transaction's fold, over the tables. Jobs come from the rows the
  * transaction locked; `states/counts` is loaded as zero, so what the reducer leaves there is
  * the change, added to job_counts (maxRunMs: the greater) without ever reading its rows: no
@@ -110,8 +150,11 @@ class PgSpace implements KeySpace {
   constructor(
     private readonly tx: TransactionSql,
     jobs: ReadonlyMap<string, JobView | undefined>,
+    /** projection_kv rows already locked and read by this transaction, by `projection/key` */
+    kv: ReadonlyMap<string, unknown> = new Map(),
   ) {
     for (const [id, job] of jobs) this.loaded(id, job);
+    for (const [key, value] of kv) this.values.set(key, value);
   }
 
   private loaded(id: string, job: JobView | undefined): void {
@@ -120,28 +163,27 @@ class PgSpace implements KeySpace {
   }
 
   async load(keys: string[]): Promise<void> {
-    const kv: [string, string][] = [];
+    const kv: string[] = [];
     const jobs: string[] = [];
     for (const key of keys) {
       if (this.values.has(key)) continue;
       const [projection, k] = split(key);
       if (projection === 'jobs') jobs.push(k);
       else if (key === 'states/counts') this.values.set(key, emptyCounts());
-      else if (KV_PROJECTIONS.includes(projection)) kv.push([projection, k]);
+      else if (KV_PROJECTIONS.includes(projection)) kv.push(key);
     }
     const [jobRows, kvRows] = await Promise.all([
-      jobs.length === 0 ? [] : this.tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${jobs}) order by id for update`,
-      kv.length === 0
-        ? []
-        : this.tx<{ projection: string; key: string; value: unknown }[]>`
-            select projection, key, value from projection_kv
-            where (projection, key) in (select * from unnest(${kv.map(([p]) => p)}::text[], ${kv.map(([, k]) => k)}::text[]))
-            order by projection, key for update`,
+      lockJobs(this.tx, jobs),
+      lockKv(this.tx, kv),
     ]);
     for (const id of jobs) this.loaded(id, undefined);
-    for (const key of kv) this.values.set(key.join('/'), undefined);
     for (const row of jobRows) this.loaded(row.id, row.view);
-    for (const row of kvRows) this.values.set(`${row.projection}/${row.key}`, row.value);
+    for (const [key, value] of kvRows) this.values.set(key, value);
+  }
+
+  /** The projection_kv keys (`projection/key`) this fold read. */
+  kvKeys(): string[] {
+    return [...this.values.keys()].filter((key) => KV_PROJECTIONS.includes(split(key)[0]));
   }
 
   get(key: string): unknown {
@@ -155,14 +197,19 @@ class PgSpace implements KeySpace {
   }
 
   /**
-   * Write what the fold changed. `jobs` are the jobs as the fold left them; with `leases`, the
-   * leases table follows them (a processing job holds the lease of its attempt until the
-   * database's clock passes leaseUntil; heartbeats extend it, claim.ts renewLease).
+   * What the fold changed, as the parts of one statement (data-modifying CTEs, `name as (...)`):
+   * sent as one, they cost one message and one execution where each was a statement of its own.
+   * The parts change disjoint rows (PostgreSQL runs them on one snapshot, so two parts must never
+   * change the same row): a job is inserted or updated, its lease deleted or written, its
+   * runnable row deleted or written, a kv key deleted or written. `jobs` are the jobs as the fold
+   * left them; with `leases`, the leases table follows them (a processing job holds the lease of
+   * its attempt until the database's clock passes leaseUntil; heartbeats extend it, claim.ts
+   * renewLease).
    */
-  async flush(jobs: ReadonlyMap<string, JobView | undefined>, leases: boolean): Promise<void> {
+  writes(jobs: ReadonlyMap<string, JobView | undefined>, leases: boolean): Fragment[] {
     const tx = this.tx;
     const views = [...jobs.values()].filter((j): j is JobView => j !== undefined);
-    const runnableGone: number[] = [];
+    const runnableGone: { priority: number; dueAt: number; pos: number }[] = [];
     const runnable: { job_id: string; priority: number; due_at: number; enqueued_pos: number }[] = [];
     const kvPut: { projection: string; key: string; value: unknown }[] = [];
     const kvGone: { projection: string; key: string }[] = [];
@@ -171,7 +218,7 @@ class PgSpace implements KeySpace {
       const [projection, key] = split(full);
       if (projection === 'runnable') {
         const { priority, dueAt, pos } = parseRunnableKey(key);
-        if (value === DELETED) runnableGone.push(pos);
+        if (value === DELETED) runnableGone.push({ priority, dueAt, pos });
         else runnable.push({ job_id: value as string, priority, due_at: dueAt, enqueued_pos: pos });
       } else if (full === 'states/counts' && value !== DELETED) {
         const c = value as Counts;
@@ -182,7 +229,7 @@ class PgSpace implements KeySpace {
         else kvPut.push({ projection, key, value });
       }
     }
-    const writes: Promise<unknown>[] = [];
+    const parts: Fragment[] = [];
     if (views.length > 0) {
       const rows = views.map((j) => ({ id: j.id, state: j.state, enqueued_pos: j.enqueuedPos, view: j }));
       const added = rows.filter((r) => !this.existing.has(r.id));
@@ -190,61 +237,74 @@ class PgSpace implements KeySpace {
       // a new job is inserted, never upserted: if another machine added that id since this
       // transaction looked, the primary key refuses it and the transaction decides again
       if (added.length > 0) {
-        writes.push(tx`
+        parts.push(tx`jobs_added as (
           insert into jobs (id, state, enqueued_pos, view)
-          select id, state, enqueued_pos, view from jsonb_to_recordset(${tx.json(added as never)}) as r(id text, state text, enqueued_pos bigint, view jsonb)`);
+          select id, state, enqueued_pos, view from jsonb_to_recordset(${tx.json(added as never)}) as r(id text, state text, enqueued_pos bigint, view jsonb))`);
       }
       if (changed.length > 0) {
-        writes.push(tx`
+        parts.push(tx`jobs_changed as (
           update jobs set state = r.state, view = r.view
-          from jsonb_to_recordset(${tx.json(changed as never)}) as r(id text, state text, view jsonb) where jobs.id = r.id`);
+          from jsonb_to_recordset(${tx.json(changed as never)}) as r(id text, state text, view jsonb) where jobs.id = r.id)`);
       }
     }
     if (leases && views.length > 0) {
       const held = views.filter((j) => j.state === 'processing' && j.workerId !== null && j.leaseUntil !== null);
       const rows = held.map((j) => ({ job_id: j.id, worker_id: j.workerId, attempt: j.totalAttempts, until: j.leaseUntil }));
       const free = views.filter((j) => !held.includes(j)).map((j) => j.id);
-      if (free.length > 0) writes.push(tx`delete from leases where job_id = any(${free})`);
+      if (free.length > 0) parts.push(tx`leases_freed as (delete from leases where job_id = any(${free}))`);
       if (rows.length > 0) {
-        writes.push(tx`
+        parts.push(tx`leases_held as (
           insert into leases (job_id, worker_id, attempt, expires_at)
           select job_id, worker_id, attempt, to_timestamp(until / 1000.0) from jsonb_to_recordset(${tx.json(rows as never)}) as r(job_id text, worker_id text, attempt integer, until bigint)
-          on conflict (job_id) do update set worker_id = excluded.worker_id, attempt = excluded.attempt, expires_at = excluded.expires_at`);
+          on conflict (job_id) do update set worker_id = excluded.worker_id, attempt = excluded.attempt, expires_at = excluded.expires_at)`);
       }
     }
-    // a job's old key goes before its new one is put (both name the job by its enqueue
-    // position); the statements of a transaction run in the order they are sent, so the two
-    // are sent together without waiting
-    if (runnableGone.length > 0) writes.push(tx`delete from runnable where enqueued_pos = any(${runnableGone})`);
+    // A job that leaves the runnable set under one key and enters it under another (both carry
+    // its enqueue position) is one row, written by the upsert alone. The delete goes by the whole
+    // key, runnable_order's: through the index (by enqueued_pos alone, it walked the runnable set,
+    // every claim costing more the longer the queue).
+    const entering = new Set(runnable.map((r) => r.enqueued_pos));
+    const leaving = runnableGone.filter((r) => !entering.has(r.pos));
+    if (leaving.length > 0) {
+      parts.push(tx`runnable_left as (
+        delete from runnable where (priority, due_at, enqueued_pos) in
+          (select * from unnest(${leaving.map((r) => r.priority)}::integer[], ${leaving.map((r) => r.dueAt)}::bigint[], ${leaving.map((r) => r.pos)}::bigint[])))`);
+    }
     if (runnable.length > 0) {
-      writes.push(tx`
+      parts.push(tx`runnable_entered as (
         insert into runnable (job_id, priority, due_at, enqueued_pos)
         select job_id, priority, due_at, enqueued_pos from jsonb_to_recordset(${tx.json(runnable as never)}) as r(job_id text, priority integer, due_at bigint, enqueued_pos bigint)
-        on conflict (job_id) do update set priority = excluded.priority, due_at = excluded.due_at, enqueued_pos = excluded.enqueued_pos`);
+        on conflict (job_id) do update set priority = excluded.priority, due_at = excluded.due_at, enqueued_pos = excluded.enqueued_pos)`);
     }
     if (kvGone.length > 0) {
-      writes.push(tx`
+      parts.push(tx`kv_deleted as (
         delete from projection_kv where (projection, key) in
-          (select * from unnest(${kvGone.map((r) => r.projection)}::text[], ${kvGone.map((r) => r.key)}::text[]))`);
+          (select * from unnest(${kvGone.map((r) => r.projection)}::text[], ${kvGone.map((r) => r.key)}::text[])))`);
     }
     // a stopped worker's heartbeat goes with it (whichever machine recorded the stop)
     const stopped = kvGone.filter((r) => r.projection === 'workers').map((r) => r.key);
-    if (stopped.length > 0) writes.push(tx`delete from worker_heartbeats where worker_id = any(${stopped})`);
+    if (stopped.length > 0) parts.push(tx`heartbeats_ended as (delete from worker_heartbeats where worker_id = any(${stopped}))`);
     if (kvPut.length > 0) {
-      writes.push(tx`
+      parts.push(tx`kv_put as (
         insert into projection_kv (projection, key, value)
         select projection, key, value from jsonb_to_recordset(${tx.json(kvPut as never)}) as r(projection text, key text, value jsonb)
-        on conflict (projection, key) do update set value = excluded.value`);
+        on conflict (projection, key) do update set value = excluded.value)`);
     }
     if (counts.size > 0) {
       // in state order, so two transactions never wait on each other's rows crosswise
       const rows = [...counts].sort(([a], [b]) => (a < b ? -1 : 1)).map(([state, jobs]) => ({ state, jobs }));
-      writes.push(tx`
+      parts.push(tx`counts_added as (
         insert into job_counts (state, jobs)
         select state, jobs from jsonb_to_recordset(${tx.json(rows as never)}) as r(state text, jobs bigint)
-        on conflict (state) do update set jobs = case when excluded.state = 'maxRunMs' then greatest(job_counts.jobs, excluded.jobs) else job_counts.jobs + excluded.jobs end`);
+        on conflict (state) do update set jobs = case when excluded.state = 'maxRunMs' then greatest(job_counts.jobs, excluded.jobs) else job_counts.jobs + excluded.jobs end)`);
     }
-    await Promise.all(writes);
+    return parts;
+  }
+
+  /** Write what the fold changed (see `writes`), in one statement. */
+  async flush(jobs: ReadonlyMap<string, JobView | undefined>, leases: boolean): Promise<void> {
+    const parts = this.writes(jobs, leases);
+    if (parts.length > 0) await this.tx`with ${withCommas(this.tx, parts)} select 1`;
   }
 }
 
@@ -310,6 +370,14 @@ export class PgStore implements Store {
   private readonly queue: Op[] = [];
   private scheduled = false;
   private inFlight = 0;
+  /**
+   * The projection_kv keys the last batch's fold read, locked and read with the next batch's
+   * first round trip (a slot's worker row, mostly). Only names: the rows are read in the
+   * transaction, so another machine's writes are never missed; a wrong guess costs a read.
+   */
+  private kvGuess: string[] = [];
+  /** Names this store's appends in their notifications, so its follower skips them (published delivers them). */
+  private readonly sender = randomBytes(8).toString('hex');
 
   private constructor(
     readonly sql: Sql,
@@ -332,13 +400,21 @@ export class PgStore implements Store {
     return e instanceof QueuectlError || !this.options.explain ? e : this.options.explain(e);
   }
 
-  /** Run `body` in a transaction, again when it lost a race; driver errors explained. */
-  private async inTransaction<T>(body: (tx: TransactionSql) => Promise<T>): Promise<T> {
+  /**
+   * Run `body` in a transaction, again when it lost a race; driver errors explained. A body that
+   * answers `Unsettled` has sent its last writes without waiting for them, so the commit goes
+   * out right behind them (one round trip for both); a write that failed made the server roll
+   * the commit back, and its error is thrown here, as if the body had waited.
+   */
+  private async inTransaction<T>(body: (tx: TransactionSql) => Promise<T | Unsettled<T>>): Promise<T> {
     // a subscriber's starting point is read before any transaction begun after it commits
     if (this.following) await this.following;
     for (let attempt = 1; ; attempt++) {
       try {
-        return await this.sql.begin(body as (tx: TransactionSql) => Promise<never>) as T;
+        const answer = (await this.sql.begin(body as (tx: TransactionSql) => Promise<never>)) as T | Unsettled<T>;
+        if (!(answer instanceof Unsettled)) return answer;
+        await answer.written;
+        return answer.value;
       } catch (e) {
         const code = (e as { code?: unknown }).code;
         if (attempt >= MAX_ATTEMPTS || !(typeof code === 'string' && RETRIED.has(code))) throw this.explain(e);
@@ -347,10 +423,15 @@ export class PgStore implements Store {
     }
   }
 
-  /** A writing transaction's first statement: the writers' lock, and the time it decides at. */
-  private async begin(tx: TransactionSql): Promise<number> {
-    const [row] = await tx<{ now: number }[]>`select pg_advisory_xact_lock_shared(${LOCK_CLASS}, ${WRITERS_LOCK}), (extract(epoch from now()) * 1000)::float8 as now`;
-    return this.options.clock ? this.options.clock() : Math.floor(row!.now);
+  /**
+   * A writing transaction's first statement: the writers' lock, the time it decides at, and the
+   * config it decides with (one statement: each costs the server and the driver a message).
+   */
+  private async begin(tx: TransactionSql): Promise<{ now: number; config: Config }> {
+    const [row] = await tx<{ now: number; config: Record<string, unknown> }[]>`
+      select pg_advisory_xact_lock_shared(${LOCK_CLASS}, ${WRITERS_LOCK}), (extract(epoch from now()) * 1000)::float8 as now,
+        (select coalesce(jsonb_object_agg(key, value), '{}') from projection_kv where projection = 'config') as config`;
+    return { now: this.options.clock ? this.options.clock() : Math.floor(row!.now), config: configFromStored(Object.entries(row!.config)) };
   }
 
   private async configIn(sql: Queryable): Promise<Config> {
@@ -440,22 +521,27 @@ export class PgStore implements Store {
   }
 
   /**
-   * The batch's transaction, in three round trips and a commit:
-   *   1. the writers' lock and the time, the named jobs locked FOR UPDATE, the config, and a due
-   *      job for each claim (FOR UPDATE SKIP LOCKED), sent together;
-   *   2. every op decided (a refusal is that op's answer alone), then the rows the fold will
-   *      read locked (workers, dlq) and, last of all locks, the log's head, sent together;
-   *   3. the events appended and every projection write, sent together; then the commit.
-   * The head is thus held for one round trip, the fold's computation and the commit.
+   * The batch's transaction, in two round trips after its `begin`:
+   *   1. the writers' lock and the time, the named jobs locked FOR UPDATE, the config, a due job
+   *      for each claim (FOR UPDATE SKIP LOCKED), then, after every job row, the log's head, and
+   *      the projection_kv rows (workers, dlq) the last batch's fold read: sent together;
+   *   2. every op decided (a refusal is that op's answer alone) and folded (if the fold reads a
+   *      kv row the guess missed, one more round trip reads it); then the events appended and
+   *      every projection write, sent together with the commit.
+   * The head is taken after every job row, as before; the kv rows only ever under the head, so
+   * no transaction waits for them and none can deadlock on them. The head is held for the
+   * decisions, the fold and the last round trip with the commit's flush: no longer than when it
+   * was taken in a round trip of its own after deciding.
    */
-  private async decideAndAppend(tx: TransactionSql, ops: readonly Op[]): Promise<[Outcome[], StoredEvent[]]> {
+  private async decideAndAppend(tx: TransactionSql, ops: readonly Op[]): Promise<Unsettled<[Outcome[], StoredEvent[]]>> {
     const named = [...new Set(ops.flatMap((op) => ('ids' in op ? op.ids : [])))];
     const claims = ops.filter((op) => 'claim' in op).length;
-    const [now, rows, config, due] = await Promise.all([
+    const [{ now, config }, rows, due, first, kv] = await Promise.all([
       this.begin(tx),
-      named.length === 0 ? [] : tx<{ id: string; view: JobView }[]>`select id, view from jobs where id = any(${named}) order by id for update`,
-      this.configIn(tx),
+      lockJobs(tx, named),
       claims === 0 ? [] : lockDueJobs(tx, this.options.clock?.() ?? null, claims, named),
+      lockHead(tx),
+      lockKv(tx, this.kvGuess),
     ]);
     const loaded = new Map<string, JobView | undefined>([...named.map((id): [string, undefined] => [id, undefined]), ...rows.map((r): [string, JobView] => [r.id, r.view])]);
     for (const d of due) loaded.set(d.jobId, d.view);
@@ -483,12 +569,12 @@ export class PgStore implements Store {
       }
     }
     const data = decided.filter((d) => Array.isArray(d)).flat().map((d) => ({ at: now, data: d }));
-    if (data.length === 0) return [decided.map((d) => (Array.isArray(d) ? { events: [], jobs: new Map() } : d)), []];
-    const space = new PgSpace(tx, loaded);
-    const [, first] = await Promise.all([space.load(keysRead(positioned(data, -1), TARGETS)), lockHead(tx)]);
+    if (data.length === 0) return new Unsettled([decided.map((d) => (Array.isArray(d) ? { events: [], jobs: new Map() } : d)), []], Promise.resolve());
+    const space = new PgSpace(tx, loaded, kv);
     const events = positioned(data, first);
     const after = await fold(events, space, TARGETS);
-    await Promise.all([appendAt(tx, this.options.schema, first, data), space.flush(after, true)]);
+    this.kvGuess = space.kvKeys().slice(0, MAX_KV_GUESS);
+    const written = appendAt(tx, this.options.schema, first, data, this.sender, space.writes(after, true));
     let next = 0;
     const outcomes = decided.map((d): Outcome => {
       if (!Array.isArray(d)) return d;
@@ -500,7 +586,7 @@ export class PgStore implements Store {
       }
       return { events: mine, jobs };
     });
-    return [outcomes, events];
+    return new Unsettled([outcomes, events], written);
   }
 
   // ---- claims -------------------------------------------------------------------------------
@@ -538,7 +624,7 @@ export class PgStore implements Store {
       try {
         const head = await logHead(this.sql);
         this.delivered ??= head + 1;
-        return await follow(this.sql, this.options.schema, (events) => this.deliver(events), { from: head + 1, pollMs: this.options.pollMs, known: () => this.delivered ?? head + 1 });
+        return await follow(this.sql, this.options.schema, (events) => this.deliver(events), { from: head + 1, pollMs: this.options.pollMs, known: () => this.delivered ?? head + 1, self: this.sender });
       } catch {
         return null; // the database away: this store's own commits are still delivered, and reads catch up the gap
       }
