@@ -160,6 +160,12 @@ export const databaseError = (e: unknown, target: DatabaseTarget): QueuectlError
   const message = e instanceof Error ? e.message : String(e);
   const where = `PostgreSQL at ${serverName(target)}`;
   const line = (text: string) => redact(text, target).replace(/\s*\n\s*/g, ' ');
+  if (code === '42501') {
+    // insufficient_privilege: name what queuectl needs (README, "Privileges"), not just what failed
+    const user = target.user === '' ? 'its user' : target.user;
+    const fix = `queuectl needs CREATE on database ${target.database} (GRANT CREATE ON DATABASE ${target.database} TO ${user}) or to own a schema made for it (ALTER SCHEMA ${target.schema} OWNER TO ${user})`;
+    return new QueuectlError('QUEUECTL_FAILED', line(`${where} failed: ${message}; ${fix}`));
+  }
   if (!isUnavailable(e)) return new QueuectlError('QUEUECTL_FAILED', line(`${where} failed: ${message}`));
   const reason =
     code === 'CONNECT_TIMEOUT'
