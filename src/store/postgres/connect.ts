@@ -99,6 +99,7 @@ export const connect = async (target: DatabaseTarget, options: ConnectOptions = 
  */
 export const connectWith = async <T>(target: DatabaseTarget, options: ConnectOptions, first: (sql: Sql) => Promise<T>): Promise<[Sql, T]> => {
   const { default: postgres } = await import('postgres');
+  ServerError = postgres.PostgresError;
   const sql = postgres(clientOptions(target, options));
   // The driver's connect_timeout alone does not end a connection to an address that never
   // answers (no SYN-ACK, no refusal): it retries without end, the CPU busy. Our own deadline does.
@@ -140,12 +141,20 @@ const CONNECTION_CODES: Record<string, string> = {
 const isServerUnavailable = (sqlState: string): boolean =>
   sqlState.startsWith('08') || sqlState.startsWith('28') || ['57P01', '57P02', '57P03', '53300', '3D000'].includes(sqlState);
 
+/**
+ * The driver's class of an error the server sent, known once the driver is loaded. Told by its
+ * class, not its `name`: the bundle (dist/postgres.js) makes the class anonymous, so its
+ * instances' name is empty there.
+ */
+let ServerError: (new (...args: never[]) => Error) | undefined;
+const isServerError = (e: unknown): boolean => ServerError !== undefined && e instanceof ServerError;
+
 /** Is this error the database being out of reach (as opposed to a query that failed)? */
 export const isUnavailable = (e: unknown): boolean => {
   const code = (e as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
   if (code in CONNECTION_CODES || code === 'CONNECT_TIMEOUT') return true;
-  if ((e as Error).name === 'PostgresError') return isServerUnavailable(code);
+  if (isServerError(e)) return isServerUnavailable(code);
   return /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_)/.test(code);
 };
 
@@ -172,7 +181,7 @@ export const databaseError = (e: unknown, target: DatabaseTarget): QueuectlError
       ? `no answer within ${target.connectTimeout} s (raise ?connect_timeout= if the server is slow to answer)`
       : typeof code === 'string' && code in CONNECTION_CODES
         ? CONNECTION_CODES[code]!
-        : (e as Error).name === 'PostgresError'
+        : isServerError(e)
           ? message
           : `TLS: ${message} (sslmode=${target.sslmode})`;
   return new QueuectlError('QUEUECTL_DATABASE_UNAVAILABLE', line(`cannot use ${where}: ${reason}`));
