@@ -159,6 +159,16 @@ export const isUnavailable = (e: unknown): boolean => {
 };
 
 /**
+ * The driver starts TLS even when the server answers the SSL request with "no", and the server
+ * then drops the connection: where encryption is required, that drop is most likely the reason
+ * libpq would give ("server does not support SSL, but SSL was required").
+ */
+const sslRefusedHint = (code: string, target: DatabaseTarget): string =>
+  ['ECONNRESET', 'CONNECTION_CLOSED'].includes(code) && ['require', 'verify-ca', 'verify-full'].includes(target.sslmode)
+    ? ` (does the server offer SSL? sslmode=${target.sslmode} requires it)`
+    : '';
+
+/**
  * A driver error as one line a user can act on. The database being out of reach is
  * QUEUECTL_DATABASE_UNAVAILABLE (exit 1); anything else is a failed operation (QUEUECTL_FAILED).
  * The password is masked in either, whatever the original message held.
@@ -180,7 +190,7 @@ export const databaseError = (e: unknown, target: DatabaseTarget): QueuectlError
     code === 'CONNECT_TIMEOUT'
       ? `no answer within ${target.connectTimeout} s (raise ?connect_timeout= if the server is slow to answer)`
       : typeof code === 'string' && code in CONNECTION_CODES
-        ? CONNECTION_CODES[code]!
+        ? CONNECTION_CODES[code]! + sslRefusedHint(code, target)
         : isServerError(e)
           ? message
           : `TLS: ${message} (sslmode=${target.sslmode})`;
