@@ -8,8 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { cleanup, newHome, refused, run } from './helpers/cli.ts';
 import { withPgCli } from './helpers/pg-machines.ts';
-import { connect, isUnavailable } from '../src/store/postgres/connect.ts';
-import { parseDatabaseUrl } from '../src/store/postgres/url.ts';
+import { isUnavailable, loadDriver } from '../src/store/postgres/connect.ts';
 
 const test = suite('review2-server-errors');
 const pg = withPgCli(test, 'review2-server-errors');
@@ -32,10 +31,7 @@ test('wrong password and no such database through the built CLI: "cannot use Pos
 });
 
 test('isUnavailable: a server error with a connection-level SQLSTATE is recognised by its class, not its name', async () => {
-  const server = pg();
-  if (!server) return;
-  await (await connect(parseDatabaseUrl(server.url, '--database-url'), { max: 1 })).end({ timeout: 1 }); // the driver loaded, as before any of its errors
-  const { default: postgres } = await import('postgres');
+  const postgres = await loadDriver(); // as before any of its errors
   const shuttingDown = Object.assign(new (postgres as unknown as { PostgresError: new (x: object) => Error }).PostgresError({ message: 'the database system is shutting down', code: '57P03', severity: 'FATAL' }), { name: '' });
   assert.ok(isUnavailable(shuttingDown), '57P03 is the database being away');
 });

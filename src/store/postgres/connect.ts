@@ -98,8 +98,7 @@ export const connect = async (target: DatabaseTarget, options: ConnectOptions = 
  * pool. `first` is bounded by the connect timeout: it must be a few quick reads.
  */
 export const connectWith = async <T>(target: DatabaseTarget, options: ConnectOptions, first: (sql: Sql) => Promise<T>): Promise<[Sql, T]> => {
-  const { default: postgres } = await import('postgres');
-  ServerError = postgres.PostgresError;
+  const postgres = await loadDriver();
   const sql = postgres(clientOptions(target, options));
   // The driver's connect_timeout alone does not end a connection to an address that never
   // answers (no SYN-ACK, no refusal): it retries without end, the CPU busy. Our own deadline does.
@@ -148,6 +147,13 @@ const isServerUnavailable = (sqlState: string): boolean =>
  */
 let ServerError: (new (...args: never[]) => Error) | undefined;
 const isServerError = (e: unknown): boolean => ServerError !== undefined && e instanceof ServerError;
+
+/** The driver, imported on first use, so a command that does not use PostgreSQL never loads it. */
+export const loadDriver = async () => {
+  const { default: postgres } = await import('postgres');
+  ServerError = postgres.PostgresError;
+  return postgres;
+};
 
 /** Is this error the database being out of reach (as opposed to a query that failed)? */
 export const isUnavailable = (e: unknown): boolean => {
