@@ -89,7 +89,7 @@ test('a machine killed mid-job: another recovers its job through the lease in th
   ok(await a('enqueue', `test -e ${first} && echo second-run || { touch ${first}; sleep 60 # ${MARK}\n}`, '--id', 'orphan'));
   const machineA = await startWorker(newHome('a-worker')).ready();
   await until(() => existsSync(first), 15_000, 'the job to start on A');
-  machineA.signal('SIGKILL'); // its host and worker die together; its job process lives on, holding nothing
+  machineA.signal('SIGKILL'); // its host and worker die together; its job process ends with them (the job runner ends it)
   const machineB = await startWorker(newHome('b-worker')).ready();
   ok(await waitFor(a, ['orphan'], '30s'));
   const types = (await history(a, 'orphan')).map((e) => e.type);

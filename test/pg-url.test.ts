@@ -6,7 +6,7 @@ import { createServer, type Socket } from 'node:net';
 import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { QueuectlError } from '../src/errors.ts';
-import { clientOptions, connect, databaseError } from '../src/store/postgres/connect.ts';
+import { clientOptions, connect, databaseError, loadDriver } from '../src/store/postgres/connect.ts';
 import { type DatabaseTarget, databaseTargetFrom, parseDatabaseUrl, redact } from '../src/store/postgres/url.ts';
 import { freePort, withPostgres } from './helpers/postgres.ts';
 
@@ -98,11 +98,13 @@ unit('--database-url wins over QUEUECTL_DATABASE_URL; neither: no database; a ba
   assert.match(refusal(() => databaseTargetFrom(true, env)).message, /^--database-url takes a URL/);
 });
 
-unit('redact masks the password, raw and percent-encoded, in any text', () => {
+unit('redact masks the password, raw and percent-encoded, in any text', async () => {
   const t = parseDatabaseUrl(`postgres://u:${ENCODED}@h/db`, '--database-url');
   assert.is(redact(`a ${SECRET} b ${ENCODED} c`, t), 'a *** b *** c');
   // the driver's and the server's messages are passed on, masked: a login refused, a query that failed
-  const refused = databaseError(Object.assign(new Error(`login as "${SECRET}" refused\nhint`), { name: 'PostgresError', code: '28P01' }), t);
+  // a server's error as the driver makes it (told by its class: the bundle does not keep its name)
+  const { PostgresError } = (await loadDriver()) as unknown as { PostgresError: new (fields: object) => Error };
+  const refused = databaseError(new PostgresError({ message: `login as "${SECRET}" refused\nhint`, code: '28P01', severity: 'FATAL' }), t);
   assert.is(refused.code, 'QUEUECTL_DATABASE_UNAVAILABLE');
   assert.is(refused.message, 'cannot use PostgreSQL at h:5432: login as "***" refused hint');
   oneLineWithoutSecret(refused);

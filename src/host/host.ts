@@ -162,8 +162,17 @@ export class Host {
       this.leaseTimer = setTimeout(tick, 1000);
       this.leaseTimer.unref();
     };
-    // A shared store's leases are in the database; the pids of other machines' workers mean nothing here.
-    if (this.engine.store.leases) return tick();
+    // A shared store's leases are in the database; the pids of other machines' workers mean nothing
+    // here. This machine's workers whose process is gone (judged as `status` judges them) are
+    // recorded stopped by its next host, as with LevelDB; their jobs' leases run out in the database.
+    if (this.engine.store.leases) {
+      const [beats, workers] = await Promise.all([this.engine.store.workerBeats?.beats(), this.engine.workers()]);
+      const here = hostname();
+      for (const w of workers) {
+        if (beats?.get(w.id)?.hostname === here && !isAlive(w.pid)) await this.engine.execute({ type: 'workerStop', workerId: w.id, reason: 'process gone' }).catch(() => {});
+      }
+      return tick();
+    }
     const config = await this.engine.getConfig();
     const now = this.engine.clock();
     const workers = await this.engine.workers();

@@ -21,8 +21,9 @@ export const runTag = (workerId: string, jobId: string, attempt: number): string
 
 /**
  * SIGKILL every process group still running an attempt, found by its tag. A worker killed with
- * SIGKILL cannot end its jobs' process groups (they are detached from it); the host does it when
- * the attempt's lease expires, so a retry never runs beside its own leftover.
+ * SIGKILL cannot end its jobs' process groups (they are detached from it): its job runner does
+ * when it sees the worker gone, and, should the runner be killed too, the host does it when the
+ * attempt's lease expires, so a retry never runs beside its own leftover.
  */
 export const killAttempt = (tag: string): number => {
   const needle = `\0${RUN_TAG}=${tag}\0`;

@@ -380,5 +380,11 @@ if (process.env[RUNNER_ENV] === '1' && process.send) {
     } else if (m.t === 'cancel') jobs.get(m.id)?.cancel();
     else jobs.get(m.id)?.kill();
   });
-  process.once('disconnect', () => process.exit(0));
+  // The worker is gone (killed, even with SIGKILL) while jobs still run: end their groups, or
+  // they would run on beside their retry. Only a host on this machine could end them otherwise,
+  // and over PostgreSQL the machine whose worker died may have none left.
+  process.once('disconnect', () => {
+    for (const job of jobs.values()) job.kill();
+    process.exit(0);
+  });
 }

@@ -104,7 +104,7 @@ export const connect = async (target: DatabaseTarget, options: ConnectOptions = 
  * pool. `first` is bounded by the connect timeout: it must be a few quick reads.
  */
 export const connectWith = async <T>(target: DatabaseTarget, options: ConnectOptions, first: (sql: Sql) => Promise<T>): Promise<[Sql, T]> => {
-  const { default: postgres } = await import('postgres');
+  const postgres = await loadDriver();
   const sql = postgres(clientOptions(target, options));
   // The driver's connect_timeout alone does not end a connection to an address that never
   // answers (no SYN-ACK, no refusal): it retries without end, the CPU busy. Our own deadline does.
@@ -146,14 +146,39 @@ const CONNECTION_CODES: Record<string, string> = {
 const isServerUnavailable = (sqlState: string): boolean =>
   sqlState.startsWith('08') || sqlState.startsWith('28') || ['57P01', '57P02', '57P03', '53300', '3D000'].includes(sqlState);
 
+/**
+ * The driver's class of an error the server sent, known once the driver is loaded. Told by its
+ * class, not its `name`: the bundle (dist/postgres.js) makes the class anonymous, so its
+ * instances' name is empty there.
+ */
+let ServerError: (new (...args: never[]) => Error) | undefined;
+const isServerError = (e: unknown): boolean => ServerError !== undefined && e instanceof ServerError;
+
+/** The driver, imported on first use, so a command that does not use PostgreSQL never loads it. */
+export const loadDriver = async () => {
+  const { default: postgres } = await import('postgres');
+  ServerError = postgres.PostgresError;
+  return postgres;
+};
+
 /** Is this error the database being out of reach (as opposed to a query that failed)? */
 export const isUnavailable = (e: unknown): boolean => {
   const code = (e as { code?: unknown } | null)?.code;
   if (typeof code !== 'string') return false;
   if (code in CONNECTION_CODES || code === 'CONNECT_TIMEOUT') return true;
-  if ((e as Error).name === 'PostgresError') return isServerUnavailable(code);
+  if (isServerError(e)) return isServerUnavailable(code);
   return /^(ERR_TLS_|ERR_SSL_|CERT_|DEPTH_ZERO_|SELF_SIGNED_|UNABLE_TO_)/.test(code);
 };
+
+/**
+ * The driver starts TLS even when the server answers the SSL request with "no", and the server
+ * then drops the connection: where encryption is required, that drop is most likely the reason
+ * libpq would give ("server does not support SSL, but SSL was required").
+ */
+const sslRefusedHint = (code: string, target: DatabaseTarget): string =>
+  ['ECONNRESET', 'CONNECTION_CLOSED'].includes(code) && ['require', 'verify-ca', 'verify-full'].includes(target.sslmode)
+    ? ` (does the server offer SSL? sslmode=${target.sslmode} requires it)`
+    : '';
 
 /**
  * A driver error as one line a user can act on. The database being out of reach is
@@ -166,13 +191,19 @@ export const databaseError = (e: unknown, target: DatabaseTarget): QueuectlError
   const message = e instanceof Error ? e.message : String(e);
   const where = `PostgreSQL at ${serverName(target)}`;
   const line = (text: string) => redact(text, target).replace(/\s*\n\s*/g, ' ');
+  if (code === '42501') {
+    // insufficient_privilege: name what queuectl needs (README, "Privileges"), not just what failed
+    const user = target.user === '' ? 'its user' : target.user;
+    const fix = `queuectl needs CREATE on database ${target.database} (GRANT CREATE ON DATABASE ${target.database} TO ${user}) or to own a schema made for it (ALTER SCHEMA ${target.schema} OWNER TO ${user})`;
+    return new QueuectlError('QUEUECTL_FAILED', line(`${where} failed: ${message}; ${fix}`));
+  }
   if (!isUnavailable(e)) return new QueuectlError('QUEUECTL_FAILED', line(`${where} failed: ${message}`));
   const reason =
     code === 'CONNECT_TIMEOUT'
       ? `no answer within ${target.connectTimeout} s (raise ?connect_timeout= if the server is slow to answer)`
       : typeof code === 'string' && code in CONNECTION_CODES
-        ? CONNECTION_CODES[code]!
-        : (e as Error).name === 'PostgresError'
+        ? CONNECTION_CODES[code]! + sslRefusedHint(code, target)
+        : isServerError(e)
           ? message
           : `TLS: ${message} (sslmode=${target.sslmode})`;
   return new QueuectlError('QUEUECTL_DATABASE_UNAVAILABLE', line(`cannot use ${where}: ${reason}`));
