@@ -53,19 +53,22 @@ const canMakeMachines = (): boolean => {
   return false;
 };
 
-test("worker stop stops this machine's workers only: another machine's worker whose pid is alive here is not signalled", async () => {
+test("worker stop stops its data directory's workers only: not another machine's whose pid is alive here, nor another --home's on this machine", async () => {
   const server = pg();
   if (!server || !canMakeMachines()) return;
   const url = queueUrl(server, 't_stop');
   const m1 = machine('m1', url);
   const w1 = await m1.startWorker(1);
+  const neighbour = machine('m1b', url); // another --home of this machine, on the same queue
+  const w1b = await neighbour.startWorker(1);
   const other = otherMachine(`qs2-${process.pid}`, url, 1, 'shared');
-  await until(async () => (await workersOf(m1.q)).length === 2, 30_000, 'the other machine to register', 200);
+  await until(async () => (await workersOf(m1.q)).length === 3, 30_000, 'the other machine to register', 200);
   const stopped = json<{ stopped: number[] }>(await m1.q('worker', 'stop', '--json'));
-  assert.equal(stopped.stopped, [w1.pid], 'only the worker of this machine');
+  assert.equal(stopped.stopped, [w1.pid], 'only the worker of this data directory');
   assert.ok(other.child.exitCode === null && other.child.signalCode === null, "the other machine's worker is still running");
+  assert.ok(w1b.running, "the other --home's worker is still running");
   const left = await workersOf(m1.q);
-  assert.equal(left.map((w) => [w.host, w.alive]), [[`qs2-${process.pid}`, true]]);
+  assert.equal(left.map((w) => [w.host, w.pid === w1b.pid, w.alive]).sort(), [[hostname(), true, true], [`qs2-${process.pid}`, false, true]].sort());
 });
 
 test("status lists every machine's workers with their host; another machine's worker is lost once its heartbeat runs out", async () => {

@@ -1,6 +1,5 @@
 // worker start | stop.
 import { closeSync, constants, existsSync, fstatSync, openSync, readFileSync } from 'node:fs';
-import { hostname } from 'node:os';
 import { join } from 'node:path';
 import { isAlive } from '../host/pids.ts';
 import { openQueue } from '../host/connect.ts';
@@ -151,11 +150,10 @@ const isWorkerProcess = (pid: number): boolean => {
 };
 
 const stop = async (o: WorkerOptions): Promise<void> => {
-  const status = await withQueue(o, (q) => q.call('status', {}));
-  // Over PostgreSQL the list holds every machine's workers; another machine's pid may be a live
-  // process here (even another queue's worker): only this machine's are ours to signal.
-  const here = hostname();
-  const pids = [...new Set(status.workers.filter((w) => w.host === here).map((w) => w.pid))].filter((pid) => pid !== process.pid && isAlive(pid) && isWorkerProcess(pid));
+  // Over PostgreSQL `status` lists every machine's workers, and another machine's pid may be a
+  // live process here: the host names the workers of this data directory on this machine.
+  const here = await withQueue(o, (q) => q.call('workersHere', {}));
+  const pids = [...new Set(here)].filter((pid) => pid !== process.pid && isAlive(pid) && isWorkerProcess(pid));
   for (const pid of pids) process.kill(pid, 'SIGTERM');
   if (o.force) {
     await new Promise((r) => setTimeout(r, 200));

@@ -445,6 +445,16 @@ export class Host {
     },
 
     /** Nothing running, nothing waiting for a retry, nothing pending that is due (`worker start --drain`). */
+    /**
+     * The pids of the workers `worker stop` on this data directory may signal: this machine's,
+     * and over a shared store only those served by this host (another --home on the same
+     * machine may run workers of the same queue: they are not this directory's).
+     */
+    workersHere: async (): Promise<number[]> => {
+      const shared = this.engine.store.leases !== undefined;
+      return (await this.engine.workers()).filter((w) => !shared || this.localWorkers.has(w.id)).map((w) => w.pid);
+    },
+
     idle: async (): Promise<boolean> => {
       const { jobs } = await this.engine.counts();
       if (jobs.processing + jobs.failed > 0) return false;

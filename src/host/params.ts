@@ -69,6 +69,7 @@ const SCHEMAS = {
   events: v.strictObject({ from: count(0), limit: v.pipe(count(1), v.maxValue(MAX_EVENTS_PER_CALL)), waitMs: v.optional(waitMs) }),
   wait: v.strictObject({ ids: v.array(text), waitMs }),
   idle: nothing,
+  workersHere: nothing,
   keepOutput: v.strictObject({ jobId: workerText, attempt: count(1), stdout: v.string(), stderr: v.string(), from: v.optional(offsets) }),
   output: v.strictObject({ jobId: text, attempt: count(1), from: v.optional(offsets) }),
   rebuild: nothing,
