@@ -8,7 +8,7 @@ import { suite } from 'uvu';
 import * as assert from 'uvu/assert';
 import { Engine } from '../src/engine/engine.ts';
 import { PgStore } from '../src/store/postgres/store.ts';
-import { assertNoStrays, cleanup, stopWorkers } from './helpers/cli.ts';
+import { assertNoStrays, cleanup, stopWorkers, until } from './helpers/cli.ts';
 import { machine, queueUrl } from './helpers/pg-machines.ts';
 import { freshQueue, withPostgres } from './helpers/postgres.ts';
 
@@ -63,6 +63,35 @@ test('leases that ran out while the server was down get the grace after its star
     await new Promise((r) => setTimeout(r, LEASE_MS + 500));
     assert.not.ok(await leases.renewLease('later', 'w', 1, 100), 'a lease the worker let run out with the server up is not renewed (grace of 100 ms since the start has passed)');
     assert.ok((await leases.expiredLeases(100)).some((l) => l.jobId === 'later'), 'and it is expired');
+  } finally {
+    await engine.close();
+    await q.drop();
+  }
+});
+
+test('a read whose connection the server ends (a restart, an administrator) is tried once more on a new connection', async () => {
+  const server = pg();
+  if (!server) return;
+  const q = await freshQueue(server, 't_drop');
+  const engine = new Engine(await PgStore.open(await q.connect(4), { schema: q.schema, pollMs: 200 }));
+  const locker = await q.connect(1);
+  const admin = await q.connect(1);
+  try {
+    await engine.execute({ type: 'enqueue', jobs: [{ id: 'kept', command: 'true', cwd: '/', priority: 0, maxRetries: null, runAt: null, timeoutMs: null }] });
+    // hold the read on the server, then end its session under it, as a restart does
+    let reading: Promise<{ id: string } | undefined | Error> = Promise.resolve(undefined);
+    await locker.begin(async (tx) => {
+      await tx`lock table jobs in access exclusive mode`;
+      reading = engine.store.job('kept').catch((e: Error) => e);
+      const [waiting] = await until(async () => {
+        const rows = await admin`select pid from pg_stat_activity where wait_event_type = 'Lock' and query like '%from jobs where id%'`;
+        return rows.length > 0 ? rows : null;
+      }, 10_000, 'the read to wait on the lock');
+      await admin`select pg_terminate_backend(${waiting!.pid}::int)`;
+    });
+    const job = await reading;
+    assert.not.instance(job, Error, `the read failed: ${(job as Error)?.message}`);
+    assert.is((job as { id: string } | undefined)?.id, 'kept', 'the read was answered');
   } finally {
     await engine.close();
     await q.drop();

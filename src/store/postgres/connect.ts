@@ -171,6 +171,18 @@ export const isUnavailable = (e: unknown): boolean => {
 };
 
 /**
+ * Did this error end a connection the pool had made (the server restarted, or dropped it), as
+ * opposed to the server being out of reach? A read that meets one is worth one more try at once,
+ * on a new connection.
+ */
+export const isDroppedConnection = (e: unknown): boolean => {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code !== 'string') return false;
+  if (isServerError(e)) return code === '57P01' || code === '57P02' || code === '08006';
+  return code === 'ECONNRESET' || code === 'CONNECTION_CLOSED' || code === 'CONNECTION_ENDED' || code === 'CONNECTION_DESTROYED';
+};
+
+/**
  * The driver starts TLS even when the server answers the SSL request with "no", and the server
  * then drops the connection: where encryption is required, that drop is most likely the reason
  * libpq would give ("server does not support SSL, but SSL was required").

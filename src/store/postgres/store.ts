@@ -38,7 +38,7 @@ import type { CloseOptions, Committed, Decider, SharedLeases, SharedOutput, Shar
 import { databaseNow, lockDueJobs, nextDueAt, renewLease } from './claim.ts';
 import { appendOutput, readOutput } from './output.ts';
 import { beatWorker, renewWorker, workerBeats } from './workers.ts';
-import { type Fragment, isUnavailable, type Queryable, type Sql, type TransactionSql, withCommas } from './connect.ts';
+import { type Fragment, isDroppedConnection, isUnavailable, type Queryable, type Sql, type TransactionSql, withCommas } from './connect.ts';
 import { appendAt, type Follower, follow, lockHead, logHead, positioned, readEvents, readEventsPage, readStream } from './log.ts';
 
 export interface PgStoreOptions {
@@ -670,7 +670,14 @@ export class PgStore implements Store {
 
   // ---- queries ------------------------------------------------------------------------------
 
+  /** A read (or an idempotent upsert), its driver errors explained; once more on a dropped connection. */
   private async reading<T>(query: () => Promise<T>): Promise<T> {
+    try {
+      return await query();
+    } catch (e) {
+      // a pooled connection the server ended (a restart) is found out by the next query sent on it
+      if (!isDroppedConnection(e)) throw this.explain(e);
+    }
     try {
       return await query();
     } catch (e) {
