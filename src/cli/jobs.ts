@@ -230,7 +230,7 @@ export const status = async (o: GlobalOptions): Promise<void> => {
   );
   // Shown, not recorded: a read writes nothing; the next `worker start` records the loss.
   for (const w of lost) {
-    const held = w.lost_jobs.length === 0 ? 'it ran nothing' : `its job${w.lost_jobs.length === 1 ? '' : 's'} ${oneLine(w.lost_jobs.join(' '), 200)} will end as "worker lost"`;
+    const held = w.lost_jobs.length === 0 ? 'it ran nothing, and its stop is recorded' : `its job${w.lost_jobs.length === 1 ? '' : 's'} ${oneLine(w.lost_jobs.join(' '), 200)} will end as "worker lost"`;
     process.stdout.write(`${colors.bold('Lost')}     worker ${w.pid}${w.host === null ? '' : ` on ${oneLine(w.host)}`} is gone; ${held} when a worker next starts (\`queuectl worker start\`)\n`);
   }
 };
